@@ -1,0 +1,25 @@
+//! The command line: `serve` (the default) and `token`.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "reservation-api", version, about = "Hold seats, pay, confirm or cancel — without overselling.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (configured by environment variables; see the README).
+    Serve,
+    /// Print a development JWT signed with the local development key (not for prod).
+    Token {
+        /// The user the token is for (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+}

@@ -1,0 +1,177 @@
+//! Typed configuration from environment variables (CONTRACT §9), with the profiles local/dev/prod.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Local,
+    Dev,
+    Prod,
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "local" => Ok(Self::Local),
+            "dev" => Ok(Self::Dev),
+            "prod" => Ok(Self::Prod),
+            other => Err(format!("APP_PROFILE must be local, dev or prod, not {other:?}")),
+        }
+    }
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Dev => "dev",
+            Self::Prod => "prod",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxSettings {
+    pub poll_interval_ms: u64,
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+    pub batch_size: usize,
+    /// How long SIGTERM waits for the relay to publish what is due.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub profile: Profile,
+    pub host: IpAddr,
+    pub port: u16,
+    pub hold_ttl_secs: i64,
+    pub idempotency_ttl_secs: i64,
+    pub idempotency_lease_secs: i64,
+    pub jwt_dev_secret: Option<String>,
+    pub jwt_issuer_uri: Option<String>,
+    pub data_dir: PathBuf,
+    pub catalog_file: Option<PathBuf>,
+    pub expiry_interval_ms: u64,
+    pub expiry_batch: usize,
+    pub outbox: OutboxSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Local,
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+            hold_ttl_secs: 60,
+            idempotency_ttl_secs: 300,
+            idempotency_lease_secs: 10,
+            jwt_dev_secret: None,
+            jwt_issuer_uri: None,
+            data_dir: PathBuf::from(".local-data"),
+            catalog_file: None,
+            expiry_interval_ms: 500,
+            expiry_batch: 200,
+            outbox: OutboxSettings {
+                poll_interval_ms: 1000,
+                lease_secs: 30,
+                max_attempts: 8,
+                batch_size: 10,
+                drain_timeout_ms: 5000,
+            },
+        }
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: FromStr>(name: &str, default: T) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e| format!("{name}={v:?}: {e}")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        let d = Self::default();
+        let c = Self {
+            profile: parse("APP_PROFILE", d.profile)?,
+            host: parse("SERVER_HOST", d.host)?,
+            port: parse("SERVER_PORT", d.port)?,
+            hold_ttl_secs: parse("HOLD_TTL_SECONDS", d.hold_ttl_secs)?,
+            idempotency_ttl_secs: parse("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_secs)?,
+            idempotency_lease_secs: parse("IDEMPOTENCY_LEASE_SECONDS", d.idempotency_lease_secs)?,
+            jwt_dev_secret: var("JWT_DEV_SECRET"),
+            jwt_issuer_uri: var("JWT_ISSUER_URI"),
+            data_dir: var("DATA_DIR").map(PathBuf::from).unwrap_or(d.data_dir),
+            catalog_file: var("CATALOG_FILE").map(PathBuf::from),
+            expiry_interval_ms: parse("EXPIRY_SWEEP_INTERVAL_MS", d.expiry_interval_ms)?,
+            expiry_batch: parse("EXPIRY_SWEEP_BATCH", d.expiry_batch)?,
+            outbox: OutboxSettings {
+                poll_interval_ms: parse("OUTBOX_POLL_INTERVAL_MS", d.outbox.poll_interval_ms)?,
+                lease_secs: parse("OUTBOX_LEASE_SECONDS", d.outbox.lease_secs)?,
+                max_attempts: parse("OUTBOX_MAX_ATTEMPTS", d.outbox.max_attempts)?,
+                batch_size: parse("OUTBOX_BATCH_SIZE", d.outbox.batch_size)?,
+                drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
+            },
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=3600).contains(&self.hold_ttl_secs) {
+            return Err("HOLD_TTL_SECONDS must be 1-3600".into());
+        }
+        if self.idempotency_ttl_secs < 1 || self.idempotency_lease_secs < 1 {
+            return Err("IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into());
+        }
+        if !(1..=10).contains(&self.outbox.batch_size) {
+            return Err("OUTBOX_BATCH_SIZE must be 1-10 (PutEvents takes at most 10 entries)".into());
+        }
+        if self.outbox.max_attempts == 0 {
+            return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
+        }
+        if self.profile == Profile::Prod {
+            if self.jwt_dev_secret.is_some() {
+                return Err("the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into());
+            }
+            if self.jwt_issuer_uri.is_none() {
+                return Err("the prod profile needs JWT_ISSUER_URI (an OIDC issuer)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prod_refuses_the_dev_key_and_needs_an_issuer() {
+        let mut c = Config { profile: Profile::Prod, ..Config::default() };
+        assert!(c.validate().unwrap_err().contains("JWT_ISSUER_URI"));
+        c.jwt_issuer_uri = Some("https://issuer.example".into());
+        c.jwt_dev_secret = Some("dev".into());
+        assert!(c.validate().unwrap_err().contains("development JWT key"));
+    }
+
+    #[test]
+    fn local_is_the_default_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.profile, Profile::Local);
+        assert!(c.validate().is_ok());
+        assert!("PROD".parse::<Profile>().is_ok());
+        assert!("staging".parse::<Profile>().is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! `/actuator/*`: health (liveness, readiness) and info.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+
+fn health_response(up: bool, components: serde_json::Value) -> Response {
+    let status = if up { "UP" } else { "DOWN" };
+    let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "status": status, "components": components }))).into_response()
+}
+
+async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {
+    let accepting = state.ready.load(Ordering::Relaxed);
+    let store_up = state.service.store().ping().await.is_ok();
+    let up = accepting && store_up;
+    let s = |b: bool| if b { "UP" } else { "DOWN" };
+    (
+        up,
+        json!({
+            "store": { "status": s(store_up) },
+            "readinessState": { "status": s(accepting) },
+        }),
+    )
+}
+
+/// Overall health.
+#[utoipa::path(get, path = "/actuator/health", tag = "operations",
+    responses((status = 200, description = "UP"), (status = 503, description = "DOWN")))]
+pub async fn health(State(state): State<AppState>) -> Response {
+    let (up, mut components) = readiness_components(&state).await;
+    components["livenessState"] = json!({ "status": "UP" });
+    health_response(up, components)
+}
+
+/// The process is alive (no dependency is consulted).
+#[utoipa::path(get, path = "/actuator/health/liveness", tag = "operations",
+    responses((status = 200, description = "UP")))]
+pub async fn liveness() -> Response {
+    health_response(true, json!({ "livenessState": { "status": "UP" } }))
+}
+
+/// Ready for traffic: the store answers and the service is not shutting down. DOWN → 503.
+#[utoipa::path(get, path = "/actuator/health/readiness", tag = "operations",
+    responses((status = 200, description = "UP"), (status = 503, description = "DOWN")))]
+pub async fn readiness(State(state): State<AppState>) -> Response {
+    let (up, components) = readiness_components(&state).await;
+    health_response(up, components)
+}
+
+/// Build and runtime facts.
+#[utoipa::path(get, path = "/actuator/info", tag = "operations", responses((status = 200, description = "Info")))]
+pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "app": {
+            "name": env!("CARGO_PKG_NAME"),
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": env!("CARGO_PKG_DESCRIPTION"),
+        },
+        "profile": state.profile,
+        "store": state.store_kind,
+        "hold_ttl_seconds": state.hold_ttl_secs,
+    }))
+}

@@ -1,0 +1,61 @@
+//! The HTTP surface: routes, extractors, the error envelope, operations endpoints.
+
+pub mod actuator;
+pub mod context;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod reservations;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::TokenVerifier;
+use crate::service::ReservationService;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<ReservationService>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    /// False once shutdown begins, so that readiness turns DOWN.
+    pub ready: Arc<AtomicBool>,
+    pub profile: &'static str,
+    pub store_kind: &'static str,
+    pub hold_ttl_secs: i64,
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::for_status(StatusCode::NOT_FOUND)
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::for_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/reservations", post(reservations::create))
+        .route("/v1/reservations/{id}", get(reservations::get_one))
+        .route("/v1/reservations/{id}/confirm", post(reservations::confirm))
+        .route("/v1/reservations/{id}/cancel", post(reservations::cancel))
+        .route("/actuator/health", get(actuator::health))
+        .route("/actuator/health/liveness", get(actuator::liveness))
+        .route("/actuator/health/readiness", get(actuator::readiness))
+        .route("/actuator/info", get(actuator::info))
+        .route("/swagger-ui.html", get(|| async { Redirect::temporary("/swagger-ui/") }))
+        .merge(SwaggerUi::new("/swagger-ui").url("/v3/api-docs", docs::ApiDoc::openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(context::request_context))
+        .with_state(state)
+}

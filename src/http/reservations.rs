@@ -1,0 +1,246 @@
+//! `/v1/reservations`: create, get, confirm, cancel.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::{json_response, ApiError};
+use super::extract::{Authenticated, IdemKey, JsonBody};
+use super::AppState;
+use crate::domain::{ConfirmInput, CreateInput};
+use crate::idempotency::{fingerprint, Begin, IdempotencyTicket, StoredResponse};
+use crate::service::views::{Cancelled, Confirmed, HoldCreated, ReservationView};
+use crate::service::{Reply, ReservationService, ServiceError};
+use crate::telemetry::trace;
+
+/// Error envelope (every non-2xx answer).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    #[schema(example = "INVENTORY_CONFLICT")]
+    code: String,
+    message: String,
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    trace_id: String,
+    /// Field → problem, for VALIDATION_ERROR.
+    details: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Create body: `qty` (alias `quantity`) 1–10; `seat_ids` optional, exactly `qty` distinct ids.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreateReservationBody {
+    #[schema(example = "evt_2025_1001")]
+    event_id: String,
+    #[schema(example = 2, minimum = 1, maximum = 10)]
+    qty: u32,
+    #[schema(example = json!(["A-1", "A-2"]))]
+    seat_ids: Option<Vec<String>>,
+    /// Must equal the token's `sub` when given.
+    user_id: Option<String>,
+    /// The waiting room's admission token (accepted; checked once admission is enabled).
+    reservation_token: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConfirmReservationBody {
+    /// From the payment service. The bundled simulator approves any id except those containing
+    /// `declined` (FAILED) or `pending` (PENDING).
+    #[schema(example = "pay_xyz789")]
+    payment_intent_id: String,
+}
+
+fn stored(r: StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_response(status, r.body);
+    if replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// CONTRACT §4 around one use case. The work runs in its own task, so a client that hangs up
+/// cannot leave a hold without its reservation or a key stuck IN_PROGRESS.
+async fn idempotent<F, Fut>(service: Arc<ReservationService>, scoped_key: String, fingerprint: String, work: F) -> Response
+where
+    F: FnOnce(Arc<ReservationService>, IdempotencyTicket) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Reply, ServiceError>> + Send + 'static,
+{
+    let ctx = trace::current();
+    let task = async move {
+        let ticket = match service.begin(&scoped_key, &fingerprint).await {
+            Err(e) => return ApiError::from(e).into_response(),
+            Ok(Begin::Replay(r)) => return stored(r, true),
+            Ok(Begin::InFlight) => return ApiError::idempotency_in_flight().into_response(),
+            Ok(Begin::Conflict) => return ApiError::idempotency_conflict().into_response(),
+            Ok(Begin::Started(t)) => t,
+        };
+        match work(service.clone(), ticket.clone()).await {
+            Ok(reply) => {
+                if !reply.recorded {
+                    service.finish(ticket, Some(reply.response.clone())).await;
+                }
+                stored(reply.response, false)
+            }
+            Err(e) if e.is_client_error() => {
+                let answer = ApiError::from(e).to_stored();
+                service.finish(ticket, Some(answer.clone())).await;
+                stored(answer, false)
+            }
+            Err(e) => {
+                service.finish(ticket, None).await;
+                ApiError::from(e).into_response()
+            }
+        }
+    };
+    let handle = match ctx {
+        Some(ctx) => tokio::spawn(trace::scope(ctx, task)),
+        None => tokio::spawn(task),
+    };
+    handle.await.unwrap_or_else(|_| ApiError::internal().into_response())
+}
+
+fn validation(details: crate::domain::FieldErrors) -> ApiError {
+    ApiError::validation("the request is invalid", details)
+}
+
+/// Hold seats.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations",
+    tag = "reservations",
+    request_body = CreateReservationBody,
+    params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; scoped to the user")),
+    responses(
+        (status = 201, description = "Seats held", body = HoldCreated),
+        (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
+        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject", body = ErrorEnvelope),
+        (status = 409, description = "INVENTORY_CONFLICT or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
+        (status = 503, description = "UPSTREAM_UNAVAILABLE", body = ErrorEnvelope),
+        (status = 504, description = "UPSTREAM_TIMEOUT", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    IdemKey(key): IdemKey,
+    JsonBody(body): JsonBody<false>,
+) -> Result<Response, ApiError> {
+    let input = CreateInput::parse(&body).map_err(validation)?;
+    state.service.check_create(&caller, &input)?;
+    let fp = fingerprint("POST", "/v1/reservations", &[], &body);
+    let scoped = key.scoped(&caller.user_id);
+    Ok(idempotent(state.service.clone(), scoped, fp, move |svc, ticket| async move {
+        svc.create(&caller, &input, key.as_str(), &ticket).await
+    })
+    .await)
+}
+
+/// Read one reservation (owner only).
+#[utoipa::path(
+    get,
+    path = "/v1/reservations/{id}",
+    tag = "reservations",
+    params(("id" = String, Path, description = "rsv_…")),
+    responses(
+        (status = 200, description = "The reservation", body = ReservationView),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
+        (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<ReservationView>, ApiError> {
+    trace::note_reservation(&id);
+    Ok(Json(state.service.get(&caller, &id).await?))
+}
+
+/// Confirm a hold after payment.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{id}/confirm",
+    tag = "reservations",
+    request_body = ConfirmReservationBody,
+    params(
+        ("id" = String, Path, description = "rsv_…"),
+        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters"),
+    ),
+    responses(
+        (status = 200, description = "Confirmed; repeating with the same payment intent returns the same order", body = Confirmed),
+        (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
+        (status = 403, description = "FORBIDDEN", body = ErrorEnvelope),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope),
+        (status = 409, description = "RESERVATION_EXPIRED, INVALID_STATE or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
+        (status = 412, description = "PAYMENT_NOT_APPROVED; the hold stays", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn confirm(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    IdemKey(key): IdemKey,
+    JsonBody(body): JsonBody<false>,
+) -> Result<Response, ApiError> {
+    trace::note_reservation(&id);
+    let input = ConfirmInput::parse(&body).map_err(validation)?;
+    let fp = fingerprint("POST", "/v1/reservations/{id}/confirm", &[&id], &body);
+    let scoped = key.scoped(&caller.user_id);
+    Ok(idempotent(state.service.clone(), scoped, fp, move |svc, ticket| async move {
+        svc.confirm(&caller, &id, &input, &ticket).await
+    })
+    .await)
+}
+
+/// Cancel a hold and release its seats.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{id}/cancel",
+    tag = "reservations",
+    params(
+        ("id" = String, Path, description = "rsv_…"),
+        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled (also for an already cancelled reservation)", body = Cancelled),
+        (status = 400, description = "IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
+        (status = 403, description = "FORBIDDEN", body = ErrorEnvelope),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope),
+        (status = 409, description = "RESERVATION_EXPIRED, INVALID_STATE or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    IdemKey(key): IdemKey,
+    JsonBody(body): JsonBody<true>,
+) -> Result<Response, ApiError> {
+    trace::note_reservation(&id);
+    let fp = fingerprint("POST", "/v1/reservations/{id}/cancel", &[&id], &body);
+    let scoped = key.scoped(&caller.user_id);
+    Ok(idempotent(state.service.clone(), scoped, fp, move |svc, ticket| async move {
+        svc.cancel(&caller, &id, &ticket).await
+    })
+    .await)
+}

@@ -1,0 +1,511 @@
+//! The bundled seat inventory: all-or-nothing holds that run out on their own, commits only for
+//! the holder before expiry, releases that never free a sold seat, every call idempotent per
+//! reservation. One lock per event, held only for the in-memory update.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+use super::catalog::Catalog;
+use super::{
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, ReleaseOutcome, ReleaseRequest, Seat,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SeatState {
+    Free,
+    Held { reservation: String, until: DateTime<Utc> },
+    Sold { reservation: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldState {
+    Active,
+    Committed,
+    Released,
+    /// Ran out before a commit; its seats are free again.
+    Expired,
+}
+
+#[derive(Clone, Debug)]
+struct HoldRecord {
+    user_id: String,
+    seats: Vec<usize>,
+    until: DateTime<Utc>,
+    state: HoldState,
+    committed_at: Option<DateTime<Utc>>,
+    /// The first release's answer, repeated to every later release.
+    release: Option<(ReleaseOutcome, DateTime<Utc>)>,
+}
+
+struct EventSeats {
+    currency: String,
+    seats: Vec<(Seat, SeatState)>,
+    by_id: HashMap<String, usize>,
+    holds: HashMap<String, HoldRecord>,
+}
+
+/// A counted view of one event, for `GetInventoryStatus` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SectionCounts {
+    pub section: String,
+    pub total: u32,
+    pub available: u32,
+    pub reserved: u32,
+    pub sold: u32,
+    pub min_price: i64,
+    pub max_price: i64,
+}
+
+/// The answer to a hold, with the hold's state (repeats of a finished hold report it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldResult {
+    pub outcome: HoldOutcome,
+    pub state: Option<HoldState>,
+}
+
+pub struct SeatInventory {
+    events: HashMap<String, Mutex<EventSeats>>,
+    names: HashMap<String, String>,
+}
+
+impl EventSeats {
+    fn is_free(&self, i: usize, now: DateTime<Utc>) -> bool {
+        match &self.seats[i].1 {
+            SeatState::Free => true,
+            SeatState::Held { until, .. } => *until <= now,
+            SeatState::Sold { .. } => false,
+        }
+    }
+
+    /// The hold's state as of `now`, expiring it (and freeing its seats) if it ran out.
+    fn settle_expiry(&mut self, reservation: &str, now: DateTime<Utc>) {
+        let Some(h) = self.holds.get_mut(reservation) else { return };
+        if h.state == HoldState::Active && h.until <= now {
+            h.state = HoldState::Expired;
+            for &i in &h.seats {
+                if matches!(&self.seats[i].1, SeatState::Held { reservation: r, .. } if r == reservation) {
+                    self.seats[i].1 = SeatState::Free;
+                }
+            }
+        }
+    }
+
+    fn seats_of(&self, idx: &[usize]) -> Vec<Seat> {
+        idx.iter().map(|&i| self.seats[i].0.clone()).collect()
+    }
+
+    /// Best available: the first run of `qty` adjacent free seats in one row, best section first;
+    /// failing that, the first `qty` free seats in catalogue order.
+    fn pick(&self, qty: usize, now: DateTime<Utc>) -> Option<Vec<usize>> {
+        let mut run: Vec<usize> = Vec::with_capacity(qty);
+        for i in 0..self.seats.len() {
+            let same_row = run.last().is_some_and(|&p| {
+                self.seats[p].0.section == self.seats[i].0.section && self.seats[p].0.row == self.seats[i].0.row
+            });
+            if !same_row {
+                run.clear();
+            }
+            if self.is_free(i, now) {
+                run.push(i);
+                if run.len() == qty {
+                    return Some(run);
+                }
+            } else {
+                run.clear();
+            }
+        }
+        let any: Vec<usize> = (0..self.seats.len()).filter(|&i| self.is_free(i, now)).take(qty).collect();
+        (any.len() == qty).then_some(any)
+    }
+}
+
+impl SeatInventory {
+    pub fn new(catalog: &Catalog) -> Self {
+        let mut events = HashMap::new();
+        let mut names = HashMap::new();
+        for e in &catalog.events {
+            let mut seats = Vec::new();
+            for s in &e.sections {
+                for row in &s.rows {
+                    for n in 1..=s.seats_per_row {
+                        let seat = Seat {
+                            id: format!("{row}-{n}"),
+                            section: s.id.clone(),
+                            row: row.clone(),
+                            number: n.to_string(),
+                            price: s.price,
+                            currency: e.currency.clone(),
+                        };
+                        seats.push((seat, SeatState::Free));
+                    }
+                }
+            }
+            let by_id = seats.iter().enumerate().map(|(i, (s, _))| (s.id.clone(), i)).collect();
+            names.insert(e.id.clone(), e.name.clone());
+            events.insert(
+                e.id.clone(),
+                Mutex::new(EventSeats { currency: e.currency.clone(), seats, by_id, holds: HashMap::new() }),
+            );
+        }
+        Self { events, names }
+    }
+
+    fn event(&self, id: &str) -> Option<MutexGuard<'_, EventSeats>> {
+        self.events.get(id).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn event_name(&self, id: &str) -> Option<&str> {
+        self.names.get(id).map(String::as_str)
+    }
+
+    pub fn currency(&self, event_id: &str) -> Option<String> {
+        self.event(event_id).map(|e| e.currency.clone())
+    }
+
+    pub fn reserve(&self, req: &HoldRequest, now: DateTime<Utc>) -> HoldResult {
+        let invalid = |field: &str, message: String| HoldResult {
+            outcome: HoldOutcome::Invalid { field: field.into(), message },
+            state: None,
+        };
+        let Some(mut ev) = self.event(&req.event_id) else {
+            return invalid("event_id", format!("no event {} in the inventory", req.event_id));
+        };
+        ev.settle_expiry(&req.reservation_id, now);
+        if let Some(h) = ev.holds.get(&req.reservation_id) {
+            // A repeat: the same seats, whatever became of the hold since.
+            let outcome = match h.state {
+                HoldState::Active | HoldState::Committed => {
+                    HoldOutcome::Held { seats: ev.seats_of(&h.seats), hold_expires_at: h.until }
+                }
+                _ => HoldOutcome::Unavailable { message: "the hold is no longer active".into(), seat_ids: vec![] },
+            };
+            return HoldResult { outcome, state: Some(h.state) };
+        }
+        let qty = req.qty as usize;
+        if qty == 0 || (!req.seat_ids.is_empty() && req.seat_ids.len() != qty) {
+            return invalid("qty", "qty must be positive and match seat_ids".into());
+        }
+        if req.hold_expires_at <= now {
+            return invalid("hold_expires_at", "must be in the future".into());
+        }
+        let chosen = if req.seat_ids.is_empty() {
+            match ev.pick(qty, now) {
+                Some(c) => c,
+                None => {
+                    return HoldResult {
+                        outcome: HoldOutcome::Unavailable {
+                            message: format!("fewer than {qty} seats left"),
+                            seat_ids: vec![],
+                        },
+                        state: None,
+                    }
+                }
+            }
+        } else {
+            let mut idx = Vec::with_capacity(qty);
+            for id in &req.seat_ids {
+                match ev.by_id.get(id) {
+                    Some(&i) if !idx.contains(&i) => idx.push(i),
+                    Some(_) => return invalid("seat_ids", format!("seat {id} is named twice")),
+                    None => return invalid("seat_ids", format!("no seat {id} at this event")),
+                }
+            }
+            let taken: Vec<String> =
+                idx.iter().filter(|&&i| !ev.is_free(i, now)).map(|&i| ev.seats[i].0.id.clone()).collect();
+            if !taken.is_empty() {
+                return HoldResult {
+                    outcome: HoldOutcome::Unavailable { message: format!("seats taken: {}", taken.join(", ")), seat_ids: taken },
+                    state: None,
+                };
+            }
+            idx
+        };
+        for &i in &chosen {
+            ev.seats[i].1 = SeatState::Held { reservation: req.reservation_id.clone(), until: req.hold_expires_at };
+        }
+        let seats = ev.seats_of(&chosen);
+        ev.holds.insert(
+            req.reservation_id.clone(),
+            HoldRecord {
+                user_id: req.user_id.clone(),
+                seats: chosen,
+                until: req.hold_expires_at,
+                state: HoldState::Active,
+                committed_at: None,
+                release: None,
+            },
+        );
+        HoldResult {
+            outcome: HoldOutcome::Held { seats, hold_expires_at: req.hold_expires_at },
+            state: Some(HoldState::Active),
+        }
+    }
+
+    pub fn commit(&self, req: &CommitRequest, now: DateTime<Utc>) -> (CommitOutcome, Vec<Seat>) {
+        let conflict = |m: &str| (CommitOutcome::Conflict { message: m.into() }, vec![]);
+        let Some(mut ev) = self.event(&req.event_id) else { return conflict("no such event") };
+        ev.settle_expiry(&req.reservation_id, now);
+        let Some(h) = ev.holds.get(&req.reservation_id).cloned() else {
+            return conflict("no hold for this reservation");
+        };
+        if h.user_id != req.user_id {
+            return conflict("the hold belongs to another user");
+        }
+        let mut asked: Vec<&String> = req.seat_ids.iter().collect();
+        let mut held: Vec<&String> = h.seats.iter().map(|&i| &ev.seats[i].0.id).collect();
+        asked.sort();
+        held.sort();
+        if !asked.is_empty() && asked != held {
+            return conflict("the seats differ from the hold");
+        }
+        match h.state {
+            HoldState::Committed => {
+                (CommitOutcome::Committed { committed_at: h.committed_at.unwrap_or(now) }, ev.seats_of(&h.seats))
+            }
+            HoldState::Expired => (CommitOutcome::Expired, vec![]),
+            HoldState::Released => conflict("the hold was released"),
+            HoldState::Active => {
+                for &i in &h.seats {
+                    ev.seats[i].1 = SeatState::Sold { reservation: req.reservation_id.clone() };
+                }
+                let rec = ev.holds.get_mut(&req.reservation_id).expect("present");
+                rec.state = HoldState::Committed;
+                rec.committed_at = Some(now);
+                (CommitOutcome::Committed { committed_at: now }, ev.seats_of(&h.seats))
+            }
+        }
+    }
+
+    pub fn release(&self, req: &ReleaseRequest, now: DateTime<Utc>) -> (ReleaseOutcome, Vec<Seat>, DateTime<Utc>) {
+        let Some(mut ev) = self.event(&req.event_id) else { return (ReleaseOutcome::NotFound, vec![], now) };
+        ev.settle_expiry(&req.reservation_id, now);
+        let Some(h) = ev.holds.get(&req.reservation_id).cloned() else {
+            return (ReleaseOutcome::NotFound, vec![], now);
+        };
+        if let Some((outcome, at)) = &h.release {
+            return (outcome.clone(), ev.seats_of(&h.seats), *at);
+        }
+        let outcome = match h.state {
+            HoldState::Committed => {
+                // Sold seats are never freed; not recorded, so the answer stays the same later too.
+                return (ReleaseOutcome::Refused { message: "the seats are sold".into() }, vec![], now);
+            }
+            HoldState::Expired | HoldState::Released => ReleaseOutcome::AlreadyReleased,
+            HoldState::Active => {
+                for &i in &h.seats {
+                    ev.seats[i].1 = SeatState::Free;
+                }
+                ReleaseOutcome::Released
+            }
+        };
+        let rec = ev.holds.get_mut(&req.reservation_id).expect("present");
+        if rec.state == HoldState::Active {
+            rec.state = HoldState::Released;
+        }
+        rec.release = Some((outcome.clone(), now));
+        (outcome, ev.seats_of(&h.seats), now)
+    }
+
+    /// Counts per section (catalogue order) of one event.
+    pub fn counts(&self, event_id: &str, now: DateTime<Utc>) -> Option<Vec<SectionCounts>> {
+        let ev = self.event(event_id)?;
+        let mut out: Vec<SectionCounts> = Vec::new();
+        for (i, (seat, state)) in ev.seats.iter().enumerate() {
+            if out.last().is_none_or(|c| c.section != seat.section) {
+                out.push(SectionCounts {
+                    section: seat.section.clone(),
+                    min_price: seat.price,
+                    max_price: seat.price,
+                    ..Default::default()
+                });
+            }
+            let c = out.last_mut().expect("pushed");
+            c.total += 1;
+            c.min_price = c.min_price.min(seat.price);
+            c.max_price = c.max_price.max(seat.price);
+            match state {
+                SeatState::Sold { .. } => c.sold += 1,
+                _ if ev.is_free(i, now) => c.available += 1,
+                _ => c.reserved += 1,
+            }
+        }
+        Some(out)
+    }
+
+    /// Seats of one event that are free now (for `CheckAvailability`).
+    pub fn available(&self, event_id: &str, seat_ids: &[String], now: DateTime<Utc>) -> Option<(Vec<Seat>, Vec<String>)> {
+        let ev = self.event(event_id)?;
+        if seat_ids.is_empty() {
+            let free = (0..ev.seats.len()).filter(|&i| ev.is_free(i, now)).map(|i| ev.seats[i].0.clone()).collect();
+            return Some((free, vec![]));
+        }
+        let (mut free, mut taken) = (vec![], vec![]);
+        for id in seat_ids {
+            match ev.by_id.get(id) {
+                Some(&i) if ev.is_free(i, now) => free.push(ev.seats[i].0.clone()),
+                _ => taken.push(id.clone()),
+            }
+        }
+        Some((free, taken))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::ReleaseReason;
+    use chrono::Duration;
+
+    fn inv() -> SeatInventory {
+        SeatInventory::new(&Catalog::single("e", 20, 1000))
+    }
+
+    fn hold(rsv: &str, user: &str, seats: &[&str], qty: u32, now: DateTime<Utc>) -> HoldRequest {
+        HoldRequest {
+            reservation_id: rsv.into(),
+            event_id: "e".into(),
+            seat_ids: seats.iter().map(|s| s.to_string()).collect(),
+            qty,
+            user_id: user.into(),
+            hold_expires_at: now + Duration::seconds(60),
+            idempotency_key: "k".into(),
+        }
+    }
+
+    fn commit(rsv: &str, user: &str) -> CommitRequest {
+        CommitRequest {
+            reservation_id: rsv.into(),
+            event_id: "e".into(),
+            seat_ids: vec![],
+            qty: 0,
+            payment_intent_id: "p".into(),
+            user_id: user.into(),
+            idempotency_key: "k".into(),
+        }
+    }
+
+    fn release(rsv: &str) -> ReleaseRequest {
+        ReleaseRequest {
+            reservation_id: rsv.into(),
+            event_id: "e".into(),
+            seat_ids: vec![],
+            qty: 0,
+            reason: ReleaseReason::Cancelled,
+            idempotency_key: "k".into(),
+        }
+    }
+
+    fn held(r: &HoldResult) -> Vec<String> {
+        match &r.outcome {
+            HoldOutcome::Held { seats, .. } => seats.iter().map(|s| s.id.clone()).collect(),
+            o => panic!("not held: {o:?}"),
+        }
+    }
+
+    #[test]
+    fn best_available_prefers_adjacent_seats_in_one_row() {
+        let i = inv();
+        let now = Utc::now();
+        held(&i.reserve(&hold("r1", "u", &["R0-2"], 1, now), now));
+        // Row R0 has 1 then 3..10 free: the first run of three is 3,4,5.
+        assert_eq!(held(&i.reserve(&hold("r2", "u", &[], 3, now), now)), vec!["R0-3", "R0-4", "R0-5"]);
+    }
+
+    #[test]
+    fn holds_are_all_or_nothing() {
+        let i = inv();
+        let now = Utc::now();
+        held(&i.reserve(&hold("r1", "u", &["R0-1"], 1, now), now));
+        let r = i.reserve(&hold("r2", "u", &["R0-2", "R0-1"], 2, now), now);
+        assert!(matches!(r.outcome, HoldOutcome::Unavailable { ref seat_ids, .. } if seat_ids == &["R0-1"]));
+        // R0-2 was not taken by the failed attempt.
+        held(&i.reserve(&hold("r3", "u", &["R0-2"], 1, now), now));
+        assert!(matches!(i.reserve(&hold("r4", "u", &[], 19, now), now).outcome, HoldOutcome::Unavailable { .. }));
+    }
+
+    #[test]
+    fn unknown_events_and_seats_are_invalid() {
+        let i = inv();
+        let now = Utc::now();
+        let mut r = hold("r1", "u", &[], 1, now);
+        r.event_id = "nope".into();
+        assert!(matches!(i.reserve(&r, now).outcome, HoldOutcome::Invalid { ref field, .. } if field == "event_id"));
+        assert!(matches!(i.reserve(&hold("r1", "u", &["Z-9"], 1, now), now).outcome, HoldOutcome::Invalid { .. }));
+    }
+
+    #[test]
+    fn a_repeated_hold_returns_the_same_seats() {
+        let i = inv();
+        let now = Utc::now();
+        let a = held(&i.reserve(&hold("r1", "u", &[], 2, now), now));
+        let b = held(&i.reserve(&hold("r1", "u", &[], 2, now), now));
+        assert_eq!(a, b);
+        assert_eq!(i.counts("e", now).unwrap()[0].reserved, 2);
+    }
+
+    #[test]
+    fn holds_run_out_on_their_own() {
+        let i = inv();
+        let now = Utc::now();
+        let mut r = hold("r1", "u", &["R0-1"], 1, now);
+        r.hold_expires_at = now + Duration::seconds(1);
+        held(&i.reserve(&r, now));
+        let later = now + Duration::seconds(2);
+        held(&i.reserve(&hold("r2", "v", &["R0-1"], 1, later), later));
+        assert_eq!(i.commit(&commit("r1", "u"), later).0, CommitOutcome::Expired);
+    }
+
+    #[test]
+    fn only_the_holder_commits_and_commits_repeat() {
+        let i = inv();
+        let now = Utc::now();
+        held(&i.reserve(&hold("r1", "u", &["R0-1"], 1, now), now));
+        assert!(matches!(i.commit(&commit("r1", "v"), now).0, CommitOutcome::Conflict { .. }));
+        let first = i.commit(&commit("r1", "u"), now);
+        assert!(matches!(first.0, CommitOutcome::Committed { .. }));
+        assert_eq!(i.commit(&commit("r1", "u"), now + Duration::seconds(1)), first);
+        assert!(matches!(i.commit(&commit("nope", "u"), now).0, CommitOutcome::Conflict { .. }));
+    }
+
+    #[test]
+    fn release_never_frees_a_sold_seat_and_repeats_its_answer() {
+        let i = inv();
+        let now = Utc::now();
+        held(&i.reserve(&hold("r1", "u", &["R0-1"], 1, now), now));
+        i.commit(&commit("r1", "u"), now);
+        assert!(matches!(i.release(&release("r1"), now).0, ReleaseOutcome::Refused { .. }));
+        assert_eq!(i.counts("e", now).unwrap()[0].sold, 1);
+        assert!(matches!(i.reserve(&hold("r2", "v", &["R0-1"], 1, now), now).outcome, HoldOutcome::Unavailable { .. }));
+
+        held(&i.reserve(&hold("r3", "u", &["R0-2"], 1, now), now));
+        let first = i.release(&release("r3"), now);
+        assert_eq!(first.0, ReleaseOutcome::Released);
+        assert_eq!(i.release(&release("r3"), now + Duration::seconds(1)), first);
+        assert!(matches!(i.commit(&commit("r3", "u"), now).0, CommitOutcome::Conflict { .. }));
+        assert_eq!(i.release(&release("unknown"), now).0, ReleaseOutcome::NotFound);
+    }
+
+    #[test]
+    fn concurrent_holds_never_oversell() {
+        let i = std::sync::Arc::new(inv());
+        let now = Utc::now();
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let i = i.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|n| {
+                            let r = hold(&format!("r{t}-{n}"), "u", &[], 1, now);
+                            matches!(i.reserve(&r, now).outcome, HoldOutcome::Held { .. })
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let granted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(granted, 20);
+        assert_eq!(i.counts("e", now).unwrap()[0].available, 0);
+    }
+}

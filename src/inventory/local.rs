@@ -1,0 +1,37 @@
+//! The bundled inventory called in process.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::engine::SeatInventory;
+use super::{
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError, ReleaseOutcome,
+    ReleaseRequest,
+};
+
+pub struct LocalInventory {
+    seats: Arc<SeatInventory>,
+}
+
+impl LocalInventory {
+    pub fn new(seats: Arc<SeatInventory>) -> Self {
+        Self { seats }
+    }
+}
+
+#[async_trait]
+impl Inventory for LocalInventory {
+    async fn reserve(&self, req: HoldRequest) -> Result<HoldOutcome, InventoryError> {
+        Ok(self.seats.reserve(&req, Utc::now()).outcome)
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome, InventoryError> {
+        Ok(self.seats.commit(&req, Utc::now()).0)
+    }
+
+    async fn release(&self, req: ReleaseRequest) -> Result<ReleaseOutcome, InventoryError> {
+        Ok(self.seats.release(&req, Utc::now()).0)
+    }
+}

@@ -1,0 +1,126 @@
+//! The seat inventory as the service sees it: hold, commit, release.
+//!
+//! [`engine::SeatInventory`] is the bundled in-memory inventory; [`local::LocalInventory`] calls it
+//! in process.
+
+pub mod catalog;
+pub mod engine;
+pub mod local;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seat {
+    pub id: String,
+    pub section: String,
+    pub row: String,
+    pub number: String,
+    /// In the currency's minor unit.
+    pub price: i64,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub reservation_id: String,
+    pub event_id: String,
+    /// Empty: the inventory picks the best available `qty` seats.
+    pub seat_ids: Vec<String>,
+    pub qty: u32,
+    pub user_id: String,
+    pub hold_expires_at: DateTime<Utc>,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldOutcome {
+    Held { seats: Vec<Seat>, hold_expires_at: DateTime<Utc> },
+    /// Seats taken or not enough left.
+    Unavailable { message: String, seat_ids: Vec<String> },
+    /// The request names an event or seat the inventory does not have.
+    Invalid { field: String, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRequest {
+    pub reservation_id: String,
+    pub event_id: String,
+    pub seat_ids: Vec<String>,
+    pub qty: u32,
+    pub payment_intent_id: String,
+    pub user_id: String,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed { committed_at: DateTime<Utc> },
+    /// The hold ran out before the commit.
+    Expired,
+    /// No live hold of this reservation for this user (released, unknown, another holder).
+    Conflict { message: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseReason {
+    Expired,
+    Cancelled,
+    FailedPayment,
+}
+
+impl ReleaseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "EXPIRED",
+            Self::Cancelled => "CANCELLED",
+            Self::FailedPayment => "FAILED_PAYMENT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "EXPIRED" => Self::Expired,
+            "CANCELLED" => Self::Cancelled,
+            "FAILED_PAYMENT" => Self::FailedPayment,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    pub reservation_id: String,
+    pub event_id: String,
+    pub seat_ids: Vec<String>,
+    pub qty: u32,
+    pub reason: ReleaseReason,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released,
+    /// Nothing held any more (released before, or the hold ran out on its own).
+    AlreadyReleased,
+    NotFound,
+    /// The seats are sold: a release never frees them.
+    Refused { message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    #[error("inventory deadline exceeded")]
+    Timeout,
+    #[error("inventory unavailable: {message}")]
+    Unavailable { message: String, retry_after_secs: u64 },
+    #[error("inventory failure: {0}")]
+    Internal(String),
+}
+
+#[async_trait]
+pub trait Inventory: Send + Sync + 'static {
+    async fn reserve(&self, req: HoldRequest) -> Result<HoldOutcome, InventoryError>;
+    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome, InventoryError>;
+    async fn release(&self, req: ReleaseRequest) -> Result<ReleaseOutcome, InventoryError>;
+}

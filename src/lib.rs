@@ -1,0 +1,16 @@
+//! reservation-api: hold seats for a short time, pay, confirm or cancel — never oversell, never run
+//! a side effect twice, never lose an event.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod idempotency;
+pub mod inventory;
+pub mod outbox;
+pub mod payment;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,39 @@
+use clap::Parser;
+use reservation_api::auth::{dev_key, jwt};
+use reservation_api::cli::{Cli, Command};
+use reservation_api::config::{Config, Profile};
+use reservation_api::startup::{shutdown_signal, Application};
+use reservation_api::telemetry::logging;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Token { sub, ttl } => token(&sub, ttl),
+    };
+    if let Err(e) = result {
+        eprintln!("reservation-api: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve() -> Result<(), String> {
+    logging::init();
+    let config = Config::from_env()?;
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+fn token(sub: &str, ttl: i64) -> Result<(), String> {
+    let config = Config::from_env()?;
+    if config.profile == Profile::Prod {
+        return Err("development tokens are not for the prod profile".into());
+    }
+    if sub.is_empty() || ttl <= 0 {
+        return Err("--sub must be non-empty and --ttl positive".into());
+    }
+    let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
+    println!("{}", jwt::mint(&secret, sub, ttl));
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The resource shapes the API answers with (CONTRACT §1).
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::event::rfc3339;
+use crate::domain::{Reservation, ReservationStatus};
+
+/// 201 answer to a create.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct HoldCreated {
+    #[schema(example = "rsv_0192f1c3a4b57c6d8e9f0a1b2c3d4e5f")]
+    pub reservation_id: String,
+    pub status: ReservationStatus,
+    #[schema(example = "2025-10-01T12:01:00.000Z")]
+    pub hold_expires_at: String,
+    #[schema(example = "evt_2025_1001")]
+    pub event_id: String,
+    pub qty: u32,
+    #[schema(example = json!(["A-1", "A-2"]))]
+    pub seat_ids: Vec<String>,
+    /// Sum of the held seats' prices in the currency's minor unit.
+    pub total_price: i64,
+    #[schema(example = "KRW")]
+    pub currency: String,
+}
+
+/// A reservation as `GET /v1/reservations/{id}` shows it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReservationView {
+    pub reservation_id: String,
+    /// A HOLD past `hold_expires_at` reads as EXPIRED even before the sweeper has written it.
+    pub status: ReservationStatus,
+    pub hold_expires_at: String,
+    pub event_id: String,
+    pub qty: u32,
+    pub seat_ids: Vec<String>,
+    pub total_price: i64,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// 200 answer to a confirm.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Confirmed {
+    #[schema(example = "ord_0192f1c3a4b57c6d8e9f0a1b2c3d4e5f")]
+    pub order_id: String,
+    pub status: ReservationStatus,
+    pub reservation_id: String,
+}
+
+/// 200 answer to a cancel.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    pub status: ReservationStatus,
+    pub reservation_id: String,
+}
+
+impl HoldCreated {
+    pub fn of(r: &Reservation) -> Self {
+        Self {
+            reservation_id: r.id.clone(),
+            status: r.status,
+            hold_expires_at: rfc3339(r.hold_expires_at),
+            event_id: r.event_id.clone(),
+            qty: r.qty,
+            seat_ids: r.seat_ids.clone(),
+            total_price: r.total_price,
+            currency: r.currency.clone(),
+        }
+    }
+}
+
+impl ReservationView {
+    pub fn of(r: &Reservation, status: ReservationStatus) -> Self {
+        Self {
+            reservation_id: r.id.clone(),
+            status,
+            hold_expires_at: rfc3339(r.hold_expires_at),
+            event_id: r.event_id.clone(),
+            qty: r.qty,
+            seat_ids: r.seat_ids.clone(),
+            total_price: r.total_price,
+            currency: r.currency.clone(),
+            order_id: r.order_id.clone(),
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+impl Confirmed {
+    pub fn of(reservation_id: &str, order_id: &str) -> Self {
+        Self { order_id: order_id.into(), status: ReservationStatus::Confirmed, reservation_id: reservation_id.into() }
+    }
+}
+
+impl Cancelled {
+    pub fn of(reservation_id: &str) -> Self {
+        Self { status: ReservationStatus::Cancelled, reservation_id: reservation_id.into() }
+    }
+}

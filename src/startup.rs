@@ -1,0 +1,148 @@
+//! Build the application from its configuration, bind, run the background tasks, shut down cleanly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::jwt::Hs256Verifier;
+use crate::auth::{dev_key, TokenVerifier};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::inventory::catalog::Catalog;
+use crate::inventory::engine::SeatInventory;
+use crate::inventory::local::LocalInventory;
+use crate::inventory::Inventory;
+use crate::outbox::{EventSink, LogSink, OutboxRelay};
+use crate::payment::simulator::PaymentSimulator;
+use crate::payment::Payments;
+use crate::service::expiry::HoldExpiry;
+use crate::service::{ReservationService, ServiceSettings};
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+
+/// The parts the service is made of; tests swap single parts.
+pub struct Dependencies {
+    pub store: Arc<dyn Store>,
+    pub store_kind: &'static str,
+    pub inventory: Arc<dyn Inventory>,
+    pub payments: Arc<dyn Payments>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl Dependencies {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        if config.jwt_issuer_uri.is_some() {
+            return Err("JWT_ISSUER_URI is set, but OIDC/JWKS verification is not built yet; unset it to use the development key".into());
+        }
+        let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
+        let catalog = Catalog::load(config.catalog_file.as_deref())?;
+        Ok(Self {
+            store: Arc::new(MemoryStore::new()),
+            store_kind: "memory",
+            inventory: Arc::new(LocalInventory::new(Arc::new(SeatInventory::new(&catalog)))),
+            payments: Arc::new(PaymentSimulator),
+            verifier: Arc::new(Hs256Verifier::new(&secret)),
+            sink: Arc::new(LogSink),
+        })
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    relay: OutboxRelay,
+    expiry: HoldExpiry,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, String> {
+        let deps = Dependencies::from_config(&config)?;
+        Self::build_with(config, deps).await
+    }
+
+    pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self, String> {
+        config.validate()?;
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+        let wake = Arc::new(Notify::new());
+        let settings = ServiceSettings {
+            hold_ttl: chrono::Duration::seconds(config.hold_ttl_secs),
+            idempotency_ttl: chrono::Duration::seconds(config.idempotency_ttl_secs),
+            idempotency_lease: chrono::Duration::seconds(config.idempotency_lease_secs),
+        };
+        let service = Arc::new(ReservationService::new(
+            deps.store.clone(),
+            deps.inventory,
+            deps.payments,
+            settings,
+            wake.clone(),
+        ));
+        let relay = OutboxRelay::new(deps.store, deps.sink, wake, config.outbox.clone());
+        let expiry = HoldExpiry::new(service.clone(), Duration::from_millis(config.expiry_interval_ms), config.expiry_batch);
+        let state = AppState {
+            service,
+            verifier: deps.verifier,
+            ready: Arc::new(AtomicBool::new(true)),
+            profile: config.profile.as_str(),
+            store_kind: deps.store_kind,
+            hold_ttl_secs: config.hold_ttl_secs,
+        };
+        Ok(Self { listener, state, relay, expiry })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn service(&self) -> Arc<ReservationService> {
+        self.state.service.clone()
+    }
+
+    /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests, stop the
+    /// sweeper, and let the relay publish what is due.
+    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay.run(stop.clone()));
+        let expiry = tokio::spawn(self.expiry.run(stop.clone()));
+        let ready = self.state.ready.clone();
+        let router = http::router(self.state);
+        tracing::info!(addr = %self.listener.local_addr()?, "reservation-api listening");
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                ready.store(false, Ordering::Relaxed);
+                tracing::info!("shutting down: finishing in-flight requests");
+            })
+            .await;
+        stop.cancel();
+        let _ = expiry.await;
+        let _ = relay.await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,267 @@
+//! The embedded store: everything in one process, each operation atomic under one short lock.
+//!
+//! The lock is a plain `std::sync::Mutex` held for microseconds and never across an `.await`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{ConflictKind, Settlement, Store, StoreError, Transition};
+use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation, ReservationStatus};
+use crate::idempotency::{
+    Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
+};
+
+#[derive(Default)]
+struct State {
+    reservations: HashMap<String, Reservation>,
+    orders: HashMap<String, Order>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+    outbox: HashMap<String, OutboxEvent>,
+    /// HOLDs by expiry, for the sweeper.
+    holds: BTreeSet<(DateTime<Utc>, String)>,
+    /// Unsettled event ids; UUIDv7 ids sort by write time.
+    unsettled: BTreeSet<String>,
+    by_reservation: HashMap<String, Vec<String>>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied write: every write checks all
+        // its conditions before it changes anything.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn check_completion(&self, c: Option<&IdempotencyCompletion>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(c) = c else { return Ok(()) };
+        match self.idempotency.get(&c.ticket.scoped_key) {
+            Some(r) if r.status == RecordStatus::InProgress && r.token == c.ticket.token && r.expires_at > now => {
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict(ConflictKind::IdempotencyLost)),
+        }
+    }
+
+    fn apply_completion(&mut self, c: Option<&IdempotencyCompletion>) {
+        if let Some(c) = c {
+            if let Some(r) = self.idempotency.get_mut(&c.ticket.scoped_key) {
+                r.status = RecordStatus::Completed;
+                r.response = Some(c.response.clone());
+                r.expires_at = c.ticket.expires_at;
+            }
+        }
+    }
+
+    fn add_event(&mut self, e: &OutboxEvent) {
+        self.unsettled.insert(e.id.clone());
+        self.by_reservation.entry(e.reservation_id.clone()).or_default().push(e.id.clone());
+        self.outbox.insert(e.id.clone(), e.clone());
+    }
+
+    /// True if an earlier event of the same reservation is still unsettled.
+    fn waits_for_earlier(&self, e: &OutboxEvent) -> bool {
+        self.by_reservation.get(&e.reservation_id).is_some_and(|ids| {
+            ids.iter()
+                .take_while(|id| **id != e.id)
+                .any(|id| self.unsettled.contains(id))
+        })
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn begin_request(
+        &self,
+        scoped_key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        ttl: Duration,
+    ) -> Result<Begin, StoreError> {
+        let mut s = self.lock();
+        if let Some(found) = s.idempotency.get(scoped_key).and_then(|r| r.judge(request_hash, now)) {
+            return Ok(found);
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        s.idempotency.insert(
+            scoped_key.to_owned(),
+            IdempotencyRecord {
+                scoped_key: scoped_key.to_owned(),
+                request_hash: request_hash.to_owned(),
+                status: RecordStatus::InProgress,
+                token: token.clone(),
+                response: None,
+                expires_at: now + lease,
+            },
+        );
+        Ok(Begin::Started(IdempotencyTicket { scoped_key: scoped_key.to_owned(), token, expires_at: now + ttl }))
+    }
+
+    async fn complete_request(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.check_completion(Some(completion), Utc::now())?;
+        s.apply_completion(Some(completion));
+        Ok(())
+    }
+
+    async fn abandon_request(&self, ticket: &IdempotencyTicket) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.idempotency.get(&ticket.scoped_key).is_some_and(|r| r.token == ticket.token && r.status == RecordStatus::InProgress) {
+            s.idempotency.remove(&ticket.scoped_key);
+        }
+        Ok(())
+    }
+
+    async fn create_hold(
+        &self,
+        r: &Reservation,
+        event: &OutboxEvent,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.reservations.contains_key(&r.id) {
+            return Err(StoreError::Conflict(ConflictKind::ReservationExists));
+        }
+        s.check_completion(completion, Utc::now())?;
+        s.reservations.insert(r.id.clone(), r.clone());
+        s.holds.insert((r.hold_expires_at, r.id.clone()));
+        s.add_event(event);
+        s.apply_completion(completion);
+        Ok(())
+    }
+
+    async fn transition(&self, t: Transition<'_>) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match s.reservations.get(&t.next.id) {
+            Some(cur) if cur.status == ReservationStatus::Hold && cur.version == t.expected_version => {}
+            _ => return Err(StoreError::Conflict(ConflictKind::StaleReservation)),
+        }
+        s.check_completion(t.completion, Utc::now())?;
+        if let Some(old) = s.reservations.insert(t.next.id.clone(), t.next.clone()) {
+            s.holds.remove(&(old.hold_expires_at, old.id));
+        }
+        if t.next.status == ReservationStatus::Hold {
+            s.holds.insert((t.next.hold_expires_at, t.next.id.clone()));
+        }
+        if let Some(o) = t.order {
+            s.orders.insert(o.id.clone(), o.clone());
+        }
+        s.add_event(t.event);
+        s.apply_completion(t.completion);
+        Ok(())
+    }
+
+    async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
+        Ok(self.lock().reservations.get(id).cloned())
+    }
+
+    async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        Ok(self.lock().orders.get(id).cloned())
+    }
+
+    async fn due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Reservation>, StoreError> {
+        let s = self.lock();
+        Ok(s.holds
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .filter_map(|(_, id)| s.reservations.get(id).cloned())
+            .collect())
+    }
+
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut s = self.lock();
+        let ids: Vec<String> = s
+            .unsettled
+            .iter()
+            .filter(|id| {
+                let e = &s.outbox[*id];
+                e.is_claimable(now) && !s.waits_for_earlier(e)
+            })
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let e = s.outbox.get_mut(id)?;
+                e.status = OutboxStatus::Claimed;
+                e.lease_owner = Some(owner.to_owned());
+                e.lease_until = Some(lease_until);
+                Some(e.clone())
+            })
+            .collect())
+    }
+
+    async fn settle_event(&self, id: &str, owner: &str, how: Settlement) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let Some(e) = s.outbox.get_mut(id) else {
+            return Err(StoreError::Conflict(ConflictKind::StaleReservation));
+        };
+        if e.status != OutboxStatus::Claimed || e.lease_owner.as_deref() != Some(owner) {
+            return Err(StoreError::Conflict(ConflictKind::StaleReservation));
+        }
+        e.lease_owner = None;
+        e.lease_until = None;
+        let settled = match how {
+            Settlement::Published { at } => {
+                e.status = OutboxStatus::Published;
+                e.published_at = Some(at);
+                e.attempts += 1;
+                true
+            }
+            Settlement::Retry { attempts, next_retry_at, error } => {
+                e.status = OutboxStatus::Pending;
+                e.attempts = attempts;
+                e.next_retry_at = next_retry_at;
+                e.last_error = Some(error);
+                false
+            }
+            Settlement::Failed { attempts, error } => {
+                e.status = OutboxStatus::Failed;
+                e.attempts = attempts;
+                e.last_error = Some(error);
+                true
+            }
+        };
+        if settled {
+            s.unsettled.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        let s = self.lock();
+        Ok(s.by_reservation
+            .get(reservation_id)
+            .map(|ids| ids.iter().filter_map(|id| s.outbox.get(id).cloned()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn pending_events(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().unsettled.len())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

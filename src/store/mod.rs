@@ -1,0 +1,115 @@
+//! Storage in domain terms: every operation here is one atomic write (or one consistent read).
+//!
+//! Implementations: [`memory::MemoryStore`] (the embedded default) and, later, DynamoDB. Both must
+//! pass `tests/store_conformance.rs`.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::{Order, OutboxEvent, Reservation};
+use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// A reservation with this id already exists.
+    ReservationExists,
+    /// The reservation is no longer in the status and version the writer read.
+    StaleReservation,
+    /// The idempotency record is no longer IN_PROGRESS for this request (lease lost).
+    IdempotencyLost,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("conditional write failed: {0:?}")]
+    Conflict(ConflictKind),
+    #[error("store deadline exceeded")]
+    Timeout,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+/// A conditional move of a HOLD to its next state, with what must be written alongside.
+#[derive(Clone, Debug)]
+pub struct Transition<'a> {
+    /// The reservation as it will be stored (its `version` is the new one).
+    pub next: &'a Reservation,
+    /// The version read before; the write succeeds only if the stored one is still HOLD at it.
+    pub expected_version: u64,
+    pub order: Option<&'a Order>,
+    pub event: &'a OutboxEvent,
+    pub completion: Option<&'a IdempotencyCompletion>,
+}
+
+/// How a relay settles a claimed event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settlement {
+    Published { at: DateTime<Utc> },
+    Retry { attempts: u32, next_retry_at: DateTime<Utc>, error: String },
+    Failed { attempts: u32, error: String },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Mark `scoped_key` IN_PROGRESS for this request (lease `lease`), or report what is there.
+    /// A completed record lives `ttl` from completion; expired records count as absent.
+    async fn begin_request(
+        &self,
+        scoped_key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        ttl: Duration,
+    ) -> Result<Begin, StoreError>;
+
+    /// Store an answer that changed nothing (a 4xx, or a repeat of a finished transition).
+    async fn complete_request(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError>;
+
+    /// Free the key after a 5xx so that the client may retry.
+    async fn abandon_request(&self, ticket: &IdempotencyTicket) -> Result<(), StoreError>;
+
+    /// Write a new HOLD, its `hold.created` event and the request's answer, all or nothing.
+    async fn create_hold(
+        &self,
+        reservation: &Reservation,
+        event: &OutboxEvent,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
+
+    /// Move a HOLD on, conditional on its status and version, with order, event and answer.
+    async fn transition(&self, t: Transition<'_>) -> Result<(), StoreError>;
+
+    /// A strongly consistent read.
+    async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError>;
+
+    async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError>;
+
+    /// HOLDs whose `hold_expires_at` is at or before `now`, oldest first.
+    async fn due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Reservation>, StoreError>;
+
+    /// Claim up to `limit` due events for `owner` until `lease_until`. No event is handed to two
+    /// claimers at once, and an event waits while an earlier one of its reservation is unsettled.
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Settle an event this owner claimed; a lost claim is a `Conflict`.
+    async fn settle_event(&self, id: &str, owner: &str, how: Settlement) -> Result<(), StoreError>;
+
+    /// Every outbox event of one reservation, oldest first (for operators and tests).
+    async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Events not yet PUBLISHED or FAILED.
+    async fn pending_events(&self) -> Result<usize, StoreError>;
+
+    /// A cheap round trip for the readiness probe.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,4 @@
+//! Logs (one JSON object a line) and the request's trace context.
+
+pub mod logging;
+pub mod trace;

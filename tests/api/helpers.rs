@@ -1,0 +1,178 @@
+//! `spawn_app()`: the real application on port 0, with helpers to call it.
+
+use std::sync::Arc;
+
+use reqwest::Response;
+use reservation_api::auth::jwt;
+use reservation_api::config::Config;
+use reservation_api::domain::OutboxEvent;
+use reservation_api::startup::{Application, Dependencies};
+use reservation_api::store::Store;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const SECRET: &str = "test-only-secret";
+/// The bundled catalogue's 100-seat event.
+pub const SMALL_EVENT: &str = "evt_2025_1002";
+pub const BIG_EVENT: &str = "evt_2025_1001";
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    stop: Option<oneshot::Sender<()>>,
+    pub handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// What a test may change before the app starts.
+pub struct TestOptions {
+    pub config: Config,
+    /// Applied to the dependencies built from `config`.
+    pub customize: Option<Box<dyn FnOnce(&mut Dependencies) + Send>>,
+}
+
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        jwt_dev_secret: Some(SECRET.into()),
+        data_dir: data_dir.to_path_buf(),
+        expiry_interval_ms: 100,
+        ..Config::default()
+    };
+    c.outbox.poll_interval_ms = 100;
+    c.outbox.drain_timeout_ms = 1000;
+    c
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut opts = TestOptions { config: test_config(data_dir.path()), customize: None };
+    f(&mut opts);
+    let mut deps = Dependencies::from_config(&opts.config).expect("dependencies");
+    if let Some(c) = opts.customize.take() {
+        c(&mut deps);
+    }
+    let store = deps.store.clone();
+    let app = Application::build_with(opts.config, deps).await.expect("app builds");
+    let port = app.port();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+        store,
+        stop: Some(tx),
+        handle: Some(handle),
+        _data_dir: data_dir,
+    }
+}
+
+pub fn token(user: &str) -> String {
+    jwt::mint(SECRET.as_bytes(), user, 3600)
+}
+
+pub fn create_body(event: &str, qty: u32) -> Value {
+    json!({ "event_id": event, "qty": qty })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn create(&self, user: &str, key: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/reservations"))
+            .bearer_auth(token(user))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Create and return the reservation id, asserting 201.
+    pub async fn hold(&self, user: &str, event: &str, qty: u32) -> Value {
+        let r = self.create(user, &uuid::Uuid::new_v4().to_string(), &create_body(event, qty)).await;
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    pub async fn get(&self, user: &str, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/reservations/{id}")))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn confirm(&self, user: &str, id: &str, key: &str, intent: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/reservations/{id}/confirm")))
+            .bearer_auth(token(user))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "payment_intent_id": intent }))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn cancel(&self, user: &str, id: &str, key: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/reservations/{id}/cancel")))
+            .bearer_auth(token(user))
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn events(&self, reservation_id: &str) -> Vec<OutboxEvent> {
+        self.store.events_for(reservation_id).await.expect("events")
+    }
+
+    pub async fn event_types(&self, reservation_id: &str) -> Vec<&'static str> {
+        self.events(reservation_id).await.iter().map(|e| e.event_type.as_str()).collect()
+    }
+
+    /// Stop the app and wait for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Assert the contract's error envelope and return the body.
+pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "status");
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    let body: Value = r.json().await.expect("JSON body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body["error"]["trace_id"].as_str().map(str::len), Some(32), "{body}");
+    body
+}

@@ -1,0 +1,9 @@
+//! The API test suite: one binary, the real app on port 0 per test.
+
+mod helpers;
+
+mod errors;
+mod expiry;
+mod idempotency;
+mod lifecycle;
+mod races;
