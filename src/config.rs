@@ -18,7 +18,9 @@ impl FromStr for Profile {
             "local" => Ok(Self::Local),
             "dev" => Ok(Self::Dev),
             "prod" => Ok(Self::Prod),
-            other => Err(format!("APP_PROFILE must be local, dev or prod, not {other:?}")),
+            other => Err(format!(
+                "APP_PROFILE must be local, dev or prod, not {other:?}"
+            )),
         }
     }
 }
@@ -133,17 +135,23 @@ impl Config {
             return Err("HOLD_TTL_SECONDS must be 1-3600".into());
         }
         if self.idempotency_ttl_secs < 1 || self.idempotency_lease_secs < 1 {
-            return Err("IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into());
+            return Err(
+                "IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into(),
+            );
         }
         if !(1..=10).contains(&self.outbox.batch_size) {
-            return Err("OUTBOX_BATCH_SIZE must be 1-10 (PutEvents takes at most 10 entries)".into());
+            return Err(
+                "OUTBOX_BATCH_SIZE must be 1-10 (PutEvents takes at most 10 entries)".into(),
+            );
         }
         if self.outbox.max_attempts == 0 {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
         }
         if self.profile == Profile::Prod {
             if self.jwt_dev_secret.is_some() {
-                return Err("the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into());
+                return Err(
+                    "the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into(),
+                );
             }
             if self.jwt_issuer_uri.is_none() {
                 return Err("the prod profile needs JWT_ISSUER_URI (an OIDC issuer)".into());
@@ -159,7 +167,10 @@ mod tests {
 
     #[test]
     fn prod_refuses_the_dev_key_and_needs_an_issuer() {
-        let mut c = Config { profile: Profile::Prod, ..Config::default() };
+        let mut c = Config {
+            profile: Profile::Prod,
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().contains("JWT_ISSUER_URI"));
         c.jwt_issuer_uri = Some("https://issuer.example".into());
         c.jwt_dev_secret = Some("dev".into());

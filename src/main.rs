@@ -22,7 +22,9 @@ async fn serve() -> Result<(), String> {
     logging::init();
     let config = Config::from_env()?;
     let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn token(sub: &str, ttl: i64) -> Result<(), String> {

@@ -69,7 +69,9 @@ impl Application {
     pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self, String> {
         config.validate()?;
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
         let wake = Arc::new(Notify::new());
         let settings = ServiceSettings {
             hold_ttl: chrono::Duration::seconds(config.hold_ttl_secs),
@@ -84,7 +86,11 @@ impl Application {
             wake.clone(),
         ));
         let relay = OutboxRelay::new(deps.store, deps.sink, wake, config.outbox.clone());
-        let expiry = HoldExpiry::new(service.clone(), Duration::from_millis(config.expiry_interval_ms), config.expiry_batch);
+        let expiry = HoldExpiry::new(
+            service.clone(),
+            Duration::from_millis(config.expiry_interval_ms),
+            config.expiry_batch,
+        );
         let state = AppState {
             service,
             verifier: deps.verifier,
@@ -93,11 +99,19 @@ impl Application {
             store_kind: deps.store_kind,
             hold_ttl_secs: config.hold_ttl_secs,
         };
-        Ok(Self { listener, state, relay, expiry })
+        Ok(Self {
+            listener,
+            state,
+            relay,
+            expiry,
+        })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     pub fn service(&self) -> Arc<ReservationService> {
@@ -106,7 +120,10 @@ impl Application {
 
     /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests, stop the
     /// sweeper, and let the relay publish what is due.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(stop.clone()));
         let expiry = tokio::spawn(self.expiry.run(stop.clone()));
@@ -135,7 +152,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -1,1 +1,344 @@
+//! The happy paths and their events, and what a failed store write leaves behind.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::helpers::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use reservation_api::domain::{Order, OutboxEvent, Reservation};
+use reservation_api::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket};
+use reservation_api::store::memory::MemoryStore;
+use reservation_api::store::{Settlement, Store, StoreError, Transition};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn hold_get_confirm_with_its_events() {
+    let app = spawn_app().await;
+    let r = app
+        .create(
+            "u1",
+            "k1",
+            &json!({"event_id": BIG_EVENT, "qty": 2, "seat_ids": ["A-1", "A-2"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let held: Value = r.json().await.unwrap();
+    assert_eq!(held["status"], "HOLD");
+    assert_eq!(held["event_id"], BIG_EVENT);
+    assert_eq!(held["qty"], 2);
+    assert_eq!(held["seat_ids"], json!(["A-1", "A-2"]));
+    assert_eq!(held["total_price"], 330000);
+    let id = held["reservation_id"].as_str().unwrap();
+    assert!(id.starts_with("rsv_"));
+    let expires: DateTime<Utc> = held["hold_expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(held["hold_expires_at"].as_str().unwrap().ends_with('Z'));
+    let ahead = expires - Utc::now();
+    assert!(
+        ahead > Duration::seconds(55) && ahead <= Duration::seconds(60),
+        "{ahead}"
+    );
+
+    let got: Value = app.get("u1", id).await.json().await.unwrap();
+    for f in [
+        "reservation_id",
+        "status",
+        "hold_expires_at",
+        "event_id",
+        "qty",
+        "seat_ids",
+        "total_price",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(got.get(f).is_some(), "GET lacks {f}: {got}");
+    }
+    assert!(got.get("order_id").is_none());
+
+    let r = app.confirm("u1", id, "k2", "pay_xyz789").await;
+    assert_eq!(r.status(), 200);
+    let confirmed: Value = r.json().await.unwrap();
+    assert_eq!(confirmed["status"], "CONFIRMED");
+    let order_id = confirmed["order_id"].as_str().unwrap();
+    assert!(order_id.starts_with("ord_"));
+
+    let got: Value = app.get("u1", id).await.json().await.unwrap();
+    assert_eq!(got["status"], "CONFIRMED");
+    assert_eq!(got["order_id"], order_id);
+
+    // Same intent again, with a new key: the same order. Another intent: INVALID_STATE.
+    let again: Value = app
+        .confirm("u1", id, "k3", "pay_xyz789")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["order_id"], order_id);
+    assert_error(
+        app.confirm("u1", id, "k4", "pay_other").await,
+        409,
+        "INVALID_STATE",
+    )
+    .await;
+    assert_error(app.cancel("u1", id, "k5").await, 409, "INVALID_STATE").await;
+
+    let events = app.events(id).await;
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["reservation.hold.created", "reservation.confirmed"]);
+    let detail = &events[1].detail;
+    assert_eq!(detail["order_id"], order_id);
+    assert_eq!(detail["payment_intent_id"], "pay_xyz789");
+    assert_eq!(detail["total_amount"], 330000);
+    assert_eq!(detail["user_id"], "u1");
+}
+
+#[tokio::test]
+async fn cancel_releases_the_seats_and_repeats_its_answer() {
+    let app = spawn_app().await;
+    let body = json!({"event_id": BIG_EVENT, "qty": 1, "seat_ids": ["B-7"]});
+    let held: Value = app.create("u1", "k1", &body).await.json().await.unwrap();
+    let id = held["reservation_id"].as_str().unwrap();
+
+    let r = app.cancel("u1", id, "k2").await;
+    assert_eq!(r.status(), 200);
+    let first = r.text().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).unwrap()["status"],
+        "CANCELLED"
+    );
+    // A second cancel with another key: 200, same answer, no second event.
+    let second = app.cancel("u1", id, "k3").await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.text().await.unwrap(), first);
+    assert_eq!(
+        app.event_types(id).await,
+        ["reservation.hold.created", "reservation.cancelled"]
+    );
+
+    // The seat is free for someone else.
+    assert_eq!(app.create("u2", "k1", &body).await.status(), 201);
+    let got: Value = app.get("u1", id).await.json().await.unwrap();
+    assert_eq!(got["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn cancel_takes_an_empty_body_or_an_empty_object() {
+    let app = spawn_app().await;
+    let a = app.hold("u1", BIG_EVENT, 1).await;
+    let r = app
+        .client
+        .post(app.url(&format!(
+            "/v1/reservations/{}/cancel",
+            a["reservation_id"].as_str().unwrap()
+        )))
+        .bearer_auth(token("u1"))
+        .header("Idempotency-Key", "k")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A store whose writes can be made to fail, wrapping the real one.
+struct FlakyStore {
+    inner: MemoryStore,
+    fail_writes: AtomicBool,
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn begin_request(
+        &self,
+        k: &str,
+        h: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        ttl: Duration,
+    ) -> Result<Begin, StoreError> {
+        self.inner.begin_request(k, h, now, lease, ttl).await
+    }
+    async fn complete_request(&self, c: &IdempotencyCompletion) -> Result<(), StoreError> {
+        self.inner.complete_request(c).await
+    }
+    async fn abandon_request(&self, t: &IdempotencyTicket) -> Result<(), StoreError> {
+        self.inner.abandon_request(t).await
+    }
+    async fn create_hold(
+        &self,
+        r: &Reservation,
+        e: &OutboxEvent,
+        c: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Internal("injected failure".into()));
+        }
+        self.inner.create_hold(r, e, c).await
+    }
+    async fn transition(&self, t: Transition<'_>) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Timeout);
+        }
+        self.inner.transition(t).await
+    }
+    async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
+        self.inner.get_reservation(id).await
+    }
+    async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        self.inner.get_order(id).await
+    }
+    async fn due_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        self.inner.due_holds(now, limit).await
+    }
+    async fn claim_events(
+        &self,
+        o: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.inner.claim_events(o, now, until, limit).await
+    }
+    async fn settle_event(&self, id: &str, o: &str, how: Settlement) -> Result<(), StoreError> {
+        self.inner.settle_event(id, o, how).await
+    }
+    async fn events_for(&self, id: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.inner.events_for(id).await
+    }
+    async fn pending_events(&self) -> Result<usize, StoreError> {
+        self.inner.pending_events().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_store_write_leaves_no_orphan_hold_and_the_key_may_be_retried() {
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        fail_writes: AtomicBool::new(true),
+    });
+    let s = store.clone();
+    let app = spawn_app_with(move |o| {
+        o.customize = Some(Box::new(move |d| {
+            d.store = s;
+        }))
+    })
+    .await;
+    let body = json!({"event_id": BIG_EVENT, "qty": 2, "seat_ids": ["C-1", "C-2"]});
+    let r = app.create("u1", "k1", &body).await;
+    let err = assert_error(r, 500, "INTERNAL").await;
+    assert!(
+        !err.to_string().contains("injected"),
+        "internals leak: {err}"
+    );
+
+    // The seats were released: another user can hold them while writes fail...
+    store.fail_writes.store(false, Ordering::SeqCst);
+    let r = app.create("u2", "k1", &body).await;
+    assert_eq!(
+        r.status(),
+        201,
+        "seats were left held by the failed attempt"
+    );
+    let other: Value = r.json().await.unwrap();
+    app.cancel("u2", other["reservation_id"].as_str().unwrap(), "c1")
+        .await;
+
+    // ...and the 5xx freed the key: the same key now works and is not a replay.
+    let r = app.create("u1", "k1", &body).await;
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+
+    // A transition that times out is a 504 and changes nothing.
+    let held: Value = r.json().await.unwrap();
+    let id = held["reservation_id"].as_str().unwrap();
+    store.fail_writes.store(true, Ordering::SeqCst);
+    assert_error(app.cancel("u1", id, "c2").await, 504, "UPSTREAM_TIMEOUT").await;
+    store.fail_writes.store(false, Ordering::SeqCst);
+    let got: Value = app.get("u1", id).await.json().await.unwrap();
+    assert_eq!(got["status"], "HOLD");
+}
+
+#[tokio::test]
+async fn health_info_api_docs_and_swagger_ui() {
+    let app = spawn_app().await;
+    for path in [
+        "/actuator/health",
+        "/actuator/health/liveness",
+        "/actuator/health/readiness",
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["status"], "UP", "{path}");
+        assert!(b["components"].is_object());
+    }
+    let info: Value = app
+        .client
+        .get(app.url("/actuator/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["app"]["name"], "reservation-api");
+
+    let doc: Value = app
+        .client
+        .get(app.url("/v3/api-docs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/v1/reservations",
+        "/v1/reservations/{id}",
+        "/v1/reservations/{id}/confirm",
+        "/v1/reservations/{id}/cancel",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "OpenAPI lacks {p}");
+    }
+    assert!(doc["components"]["schemas"].get("HoldCreated").is_some());
+
+    let ui = app
+        .client
+        .get(app.url("/swagger-ui.html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.unwrap().contains("swagger-ui"));
+    let init = app
+        .client
+        .get(app.url("/swagger-ui/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(init.text().await.unwrap().contains("/v3/api-docs"));
+}
+
+#[tokio::test]
+async fn readiness_goes_down_on_shutdown_and_in_flight_work_finishes() {
+    let app = spawn_app().await;
+    let held = app.hold("u1", BIG_EVENT, 1).await;
+    let id = held["reservation_id"].as_str().unwrap().to_owned();
+    let store = app.store.clone();
+    app.stop().await;
+    // The relay published what was due before it stopped.
+    let events = store.events_for(&id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].status,
+        reservation_api::domain::OutboxStatus::Published
+    );
+}
