@@ -19,12 +19,52 @@ cmd_run() {
   cargo run --release --locked -- serve
 }
 
+# Test peers live in a project-local virtual environment (.venv, ignored by git).
 cmd_setup() {
-  if [ -f scripts/validate_deploy.sh ]; then :; fi
   if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     python3 -m venv .venv
   fi
+  if [ ! -x .venv/bin/moto_server ]; then
+    log "installing moto[server] into .venv"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'moto[server]>=5.1,<6'
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+MOTO_PID=""
+stop_moto() {
+  if [ -n "$MOTO_PID" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    MOTO_PID=""
+  fi
+}
+
+# Start moto (DynamoDB's wire protocol, and EventBridge/SQS) on a free loopback port and point the
+# tests at it. Nothing here reaches beyond 127.0.0.1.
+start_moto() {
+  local port
+  port=$(free_port)
+  mkdir -p target
+  .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"${MOTO_LOG:-target/moto.log}" 2>&1 &
+  MOTO_PID=$!
+  trap stop_moto EXIT
+  for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
+      break
+    fi
+    kill -0 "$MOTO_PID" 2>/dev/null || { cat "${MOTO_LOG:-target/moto.log}" >&2; echo "moto_server died" >&2; exit 1; }
+    sleep 0.2
+  done
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+  # The SDK must never look for instance credentials off the machine.
+  export AWS_EC2_METADATA_DISABLED=true
+  log "moto_server on $DYNAMODB_ENDPOINT"
 }
 
 cmd_lint() {
@@ -43,8 +83,12 @@ cmd_test() {
     log "deployment files"
     scripts/validate_deploy.sh
   fi
-  log "cargo test (embedded store)"
+  start_moto
+  log "cargo test: unit tests, store conformance (memory + DynamoDB), API suite on the embedded store"
   cargo test --locked --no-fail-fast
+  log "cargo test: API suite with STORE=dynamodb"
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api
+  stop_moto
 }
 
 cmd_bench() {

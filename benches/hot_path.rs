@@ -48,15 +48,24 @@ fn inventory_hold_and_release(c: &mut Criterion) {
 }
 
 fn service_create_then_cancel(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let service = Arc::new(ReservationService::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(LocalInventory::new(Arc::new(SeatInventory::new(&Catalog::single("evt", 10_000, 1000))))),
+        Arc::new(LocalInventory::new(Arc::new(SeatInventory::new(
+            &Catalog::single("evt", 10_000, 1000),
+        )))),
         Arc::new(PaymentSimulator),
         ServiceSettings::default(),
         Arc::new(tokio::sync::Notify::new()),
     ));
-    let caller = Caller { user_id: "u1".into(), trace_id: "0".repeat(32) };
+    let caller = Caller {
+        user_id: "u1".into(),
+        trace_id: "0".repeat(32),
+    };
     let input = reservation_api::domain::CreateInput {
         event_id: "evt".into(),
         qty: 2,
@@ -65,23 +74,39 @@ fn service_create_then_cancel(c: &mut Criterion) {
         reservation_token: None,
     };
     let mut n = 0u64;
-    c.bench_function("service create + cancel (memory store, in-process inventory)", |b| {
-        b.to_async(&rt).iter(|| {
-            n += 1;
-            let (service, caller, input) = (service.clone(), caller.clone(), input.clone());
-            async move {
-                let key = IdempotencyKey::parse(&format!("k{n}")).unwrap();
-                let Begin::Started(t) = service.begin(&key.scoped("u1"), "fp").await.unwrap() else { panic!() };
-                let reply = service.create(&caller, &input, key.as_str(), &t).await.unwrap();
-                let id: serde_json::Value = serde_json::from_str(&reply.response.body).unwrap();
-                let id = id["reservation_id"].as_str().unwrap().to_owned();
-                let ck = IdempotencyKey::parse(&format!("c{n}")).unwrap();
-                let Begin::Started(t) = service.begin(&ck.scoped("u1"), "fp").await.unwrap() else { panic!() };
-                service.cancel(&caller, &id, &t).await.unwrap()
-            }
-        })
-    });
+    c.bench_function(
+        "service create + cancel (memory store, in-process inventory)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                n += 1;
+                let (service, caller, input) = (service.clone(), caller.clone(), input.clone());
+                async move {
+                    let key = IdempotencyKey::parse(&format!("k{n}")).unwrap();
+                    let Begin::Started(t) = service.begin(&key.scoped("u1"), "fp").await.unwrap()
+                    else {
+                        panic!()
+                    };
+                    let reply = service
+                        .create(&caller, &input, key.as_str(), &t)
+                        .await
+                        .unwrap();
+                    let id: serde_json::Value = serde_json::from_str(&reply.response.body).unwrap();
+                    let id = id["reservation_id"].as_str().unwrap().to_owned();
+                    let ck = IdempotencyKey::parse(&format!("c{n}")).unwrap();
+                    let Begin::Started(t) = service.begin(&ck.scoped("u1"), "fp").await.unwrap()
+                    else {
+                        panic!()
+                    };
+                    service.cancel(&caller, &id, &t).await.unwrap()
+                }
+            })
+        },
+    );
 }
 
-criterion_group!(benches, inventory_hold_and_release, service_create_then_cancel);
+criterion_group!(
+    benches,
+    inventory_hold_and_release,
+    service_create_then_cancel
+);
 criterion_main!(benches);

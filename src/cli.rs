@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default) and `token`.
+//! The command line: `serve` (the default), `token`, `tables`.
 
 use clap::{Parser, Subcommand};
 
@@ -26,4 +26,15 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+    /// Manage the DynamoDB tables (DYNAMODB_ENDPOINT, AWS_REGION, DYNAMODB_TABLE_*).
+    Tables {
+        #[command(subcommand)]
+        action: TablesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TablesAction {
+    /// Create whichever of the four tables are missing (idempotent).
+    Create,
 }

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::store::dynamo::TableNames;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     Local,
@@ -35,6 +37,44 @@ impl Profile {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Dynamodb,
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "memory" => Ok(Self::Memory),
+            "dynamodb" => Ok(Self::Dynamodb),
+            other => Err(format!("STORE must be memory or dynamodb, not {other:?}")),
+        }
+    }
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Dynamodb => "dynamodb",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoSettings {
+    /// `DYNAMODB_ENDPOINT`: a local server (moto) instead of AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub tables: TableNames,
+    /// `DYNAMODB_AUTO_CREATE`: create missing tables at start (local and dev only).
+    pub auto_create: bool,
+    /// `DYNAMODB_TIMEOUT_MS`: the deadline of one store operation, retries included.
+    pub timeout_ms: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct OutboxSettings {
     pub poll_interval_ms: u64,
@@ -60,6 +100,8 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     pub expiry_batch: usize,
     pub outbox: OutboxSettings,
+    pub store: StoreKind,
+    pub dynamodb: DynamoSettings,
 }
 
 impl Default for Config {
@@ -84,6 +126,14 @@ impl Default for Config {
                 batch_size: 10,
                 drain_timeout_ms: 5000,
             },
+            store: StoreKind::Memory,
+            dynamodb: DynamoSettings {
+                endpoint: None,
+                region: "ap-northeast-2".into(),
+                tables: TableNames::default(),
+                auto_create: false,
+                timeout_ms: 3000,
+            },
         }
     }
 }
@@ -105,8 +155,15 @@ where
 impl Config {
     pub fn from_env() -> Result<Self, String> {
         let d = Self::default();
+        let profile: Profile = parse("APP_PROFILE", d.profile)?;
+        let default_store = if profile == Profile::Local {
+            StoreKind::Memory
+        } else {
+            StoreKind::Dynamodb
+        };
+        let t = d.dynamodb.tables.clone();
         let c = Self {
-            profile: parse("APP_PROFILE", d.profile)?,
+            profile,
             host: parse("SERVER_HOST", d.host)?,
             port: parse("SERVER_PORT", d.port)?,
             hold_ttl_secs: parse("HOLD_TTL_SECONDS", d.hold_ttl_secs)?,
@@ -124,6 +181,21 @@ impl Config {
                 max_attempts: parse("OUTBOX_MAX_ATTEMPTS", d.outbox.max_attempts)?,
                 batch_size: parse("OUTBOX_BATCH_SIZE", d.outbox.batch_size)?,
                 drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
+            },
+            store: parse("STORE", default_store)?,
+            dynamodb: DynamoSettings {
+                endpoint: var("DYNAMODB_ENDPOINT"),
+                region: var("AWS_REGION")
+                    .or_else(|| var("AWS_DEFAULT_REGION"))
+                    .unwrap_or(d.dynamodb.region),
+                tables: TableNames {
+                    reservations: var("DYNAMODB_TABLE_RESERVATIONS").unwrap_or(t.reservations),
+                    orders: var("DYNAMODB_TABLE_ORDERS").unwrap_or(t.orders),
+                    idempotency: var("DYNAMODB_TABLE_IDEMPOTENCY").unwrap_or(t.idempotency),
+                    outbox: var("DYNAMODB_TABLE_OUTBOX").unwrap_or(t.outbox),
+                },
+                auto_create: parse("DYNAMODB_AUTO_CREATE", d.dynamodb.auto_create)?,
+                timeout_ms: parse("DYNAMODB_TIMEOUT_MS", d.dynamodb.timeout_ms)?,
             },
         };
         c.validate()?;
@@ -148,6 +220,9 @@ impl Config {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
         }
         if self.profile == Profile::Prod {
+            if self.dynamodb.auto_create {
+                return Err("DYNAMODB_AUTO_CREATE is for local and dev; create prod tables with `reservation-api tables create`".into());
+            }
             if self.jwt_dev_secret.is_some() {
                 return Err(
                     "the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into(),

@@ -1,8 +1,9 @@
 use clap::Parser;
 use reservation_api::auth::{dev_key, jwt};
-use reservation_api::cli::{Cli, Command};
+use reservation_api::cli::{Cli, Command, TablesAction};
 use reservation_api::config::{Config, Profile};
 use reservation_api::startup::{shutdown_signal, Application};
+use reservation_api::store::dynamo;
 use reservation_api::telemetry::logging;
 
 #[tokio::main]
@@ -11,6 +12,9 @@ async fn main() {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Token { sub, ttl } => token(&sub, ttl),
+        Command::Tables {
+            action: TablesAction::Create,
+        } => create_tables().await,
     };
     if let Err(e) = result {
         eprintln!("reservation-api: {e}");
@@ -37,5 +41,31 @@ fn token(sub: &str, ttl: i64) -> Result<(), String> {
     }
     let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
     println!("{}", jwt::mint(&secret, sub, ttl));
+    Ok(())
+}
+
+async fn create_tables() -> Result<(), String> {
+    let config = Config::from_env()?;
+    let d = &config.dynamodb;
+    let client = dynamo::client(
+        d.endpoint.as_deref(),
+        &d.region,
+        std::time::Duration::from_millis(d.timeout_ms),
+    )
+    .await;
+    let created = dynamo::tables::create_missing(&client, &d.tables).await?;
+    for t in [
+        &d.tables.reservations,
+        &d.tables.orders,
+        &d.tables.idempotency,
+        &d.tables.outbox,
+    ] {
+        let what = if created.contains(t) {
+            "created"
+        } else {
+            "exists"
+        };
+        println!("{what}\t{t}");
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::Hs256Verifier;
 use crate::auth::{dev_key, TokenVerifier};
-use crate::config::Config;
+use crate::config::{Config, Profile, StoreKind};
 use crate::http::{self, AppState};
 use crate::inventory::catalog::Catalog;
 use crate::inventory::engine::SeatInventory;
@@ -22,6 +22,7 @@ use crate::payment::simulator::PaymentSimulator;
 use crate::payment::Payments;
 use crate::service::expiry::HoldExpiry;
 use crate::service::{ReservationService, ServiceSettings};
+use crate::store::dynamo::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 
@@ -36,20 +37,43 @@ pub struct Dependencies {
 }
 
 impl Dependencies {
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub async fn from_config(config: &Config) -> Result<Self, String> {
         if config.jwt_issuer_uri.is_some() {
             return Err("JWT_ISSUER_URI is set, but OIDC/JWKS verification is not built yet; unset it to use the development key".into());
         }
         let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
         Ok(Self {
-            store: Arc::new(MemoryStore::new()),
-            store_kind: "memory",
+            store: build_store(config).await?,
+            store_kind: config.store.as_str(),
             inventory: Arc::new(LocalInventory::new(Arc::new(SeatInventory::new(&catalog)))),
             payments: Arc::new(PaymentSimulator),
             verifier: Arc::new(Hs256Verifier::new(&secret)),
             sink: Arc::new(LogSink),
         })
+    }
+}
+
+/// The configured store; in local/dev with `DYNAMODB_AUTO_CREATE`, missing tables are created first.
+pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    match config.store {
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Dynamodb => {
+            let d = &config.dynamodb;
+            let client = dynamo::client(
+                d.endpoint.as_deref(),
+                &d.region,
+                std::time::Duration::from_millis(d.timeout_ms),
+            )
+            .await;
+            if d.auto_create && config.profile != Profile::Prod {
+                let created = dynamo::tables::create_missing(&client, &d.tables).await?;
+                if !created.is_empty() {
+                    tracing::info!(tables = ?created, "created DynamoDB tables");
+                }
+            }
+            Ok(Arc::new(DynamoStore::new(client, d.tables.clone())))
+        }
     }
 }
 
@@ -62,7 +86,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, String> {
-        let deps = Dependencies::from_config(&config)?;
+        let deps = Dependencies::from_config(&config).await?;
         Self::build_with(config, deps).await
     }
 

@@ -1,20 +1,48 @@
 //! The store conformance suite: the same cases against every storage backend.
 //!
-//! Backends: the in-memory store always; more join through `backends()`.
+//! Backends: the in-memory store always; DynamoDB too when `DYNAMODB_ENDPOINT` points at a
+//! server that speaks its protocol (`./run_local.sh test` starts moto for this). Each case gets
+//! fresh tables of its own.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
-use reservation_api::domain::{EventType, OutboxEvent, OutboxStatus, Reservation, ReservationStatus};
-use reservation_api::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse};
+use reservation_api::domain::{
+    EventType, OutboxEvent, OutboxStatus, Reservation, ReservationStatus,
+};
+use reservation_api::idempotency::{
+    Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse,
+};
 use reservation_api::service::now_ms;
+use reservation_api::store::dynamo::{self, DynamoStore, TableNames};
 use reservation_api::store::memory::MemoryStore;
 use reservation_api::store::{ConflictKind, Settlement, Store, StoreError, Transition};
 
 async fn backends() -> Vec<(&'static str, Arc<dyn Store>)> {
-    vec![("memory", Arc::new(MemoryStore::new()) as Arc<dyn Store>)]
+    let mut all = vec![("memory", Arc::new(MemoryStore::new()) as Arc<dyn Store>)];
+    if let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") {
+        let client = dynamo::client(
+            Some(&endpoint),
+            "us-east-1",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+        let tables = TableNames::prefixed(&format!("c{}-", uid()));
+        dynamo::tables::create_missing(&client, &tables)
+            .await
+            .expect("tables");
+        all.push((
+            "dynamodb",
+            Arc::new(DynamoStore::new(client, tables)) as Arc<dyn Store>,
+        ));
+    } else if std::env::var("CI").is_ok() {
+        panic!(
+            "CI must run the conformance suite against DynamoDB too: DYNAMODB_ENDPOINT is unset"
+        );
+    }
+    all
 }
 
 fn uid() -> String {
@@ -47,18 +75,37 @@ fn event(t: EventType, r: &Reservation) -> OutboxEvent {
 }
 
 async fn started(store: &dyn Store, key: &str) -> IdempotencyTicket {
-    match store.begin_request(key, "hash", now_ms(), Duration::seconds(10), Duration::seconds(300)).await.unwrap() {
+    match store
+        .begin_request(
+            key,
+            "hash",
+            now_ms(),
+            Duration::seconds(10),
+            Duration::seconds(300),
+        )
+        .await
+        .unwrap()
+    {
         Begin::Started(t) => t,
         other => panic!("expected Started, got {other:?}"),
     }
 }
 
 fn completion(ticket: &IdempotencyTicket, status: u16) -> IdempotencyCompletion {
-    IdempotencyCompletion { ticket: ticket.clone(), response: StoredResponse { status, body: format!("{{\"s\":{status}}}") } }
+    IdempotencyCompletion {
+        ticket: ticket.clone(),
+        response: StoredResponse {
+            status,
+            body: format!("{{\"s\":{status}}}"),
+        },
+    }
 }
 
 async fn create(store: &dyn Store, r: &Reservation) {
-    store.create_hold(r, &event(EventType::HoldCreated, r), None).await.unwrap();
+    store
+        .create_hold(r, &event(EventType::HoldCreated, r), None)
+        .await
+        .unwrap();
 }
 
 macro_rules! conformance {
@@ -96,14 +143,26 @@ mod cases {
         let ticket = started(&*store, &key).await;
         let r = reservation(Duration::seconds(60));
         let e = event(EventType::HoldCreated, &r);
-        store.create_hold(&r, &e, Some(&completion(&ticket, 201))).await.unwrap();
+        store
+            .create_hold(&r, &e, Some(&completion(&ticket, 201)))
+            .await
+            .unwrap();
         assert_eq!(store.get_reservation(&r.id).await.unwrap(), Some(r.clone()));
         let events = store.events_for(&r.id).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].id, e.id);
         assert_eq!(events[0].status, OutboxStatus::Pending);
         assert_eq!(events[0].detail, e.detail);
-        let replay = store.begin_request(&key, "hash", now_ms(), Duration::seconds(10), Duration::seconds(300)).await.unwrap();
+        let replay = store
+            .begin_request(
+                &key,
+                "hash",
+                now_ms(),
+                Duration::seconds(10),
+                Duration::seconds(300),
+            )
+            .await
+            .unwrap();
         assert_eq!(replay, Begin::Replay(completion(&ticket, 201).response));
     }
 
@@ -113,15 +172,32 @@ mod cases {
         // The same id again: refused, and its event is not written.
         let mut again = r.clone();
         again.user_id = "u2".into();
-        let err = store.create_hold(&again, &event(EventType::HoldCreated, &again), None).await.unwrap_err();
+        let err = store
+            .create_hold(&again, &event(EventType::HoldCreated, &again), None)
+            .await
+            .unwrap_err();
         assert_eq!(err, StoreError::Conflict(ConflictKind::ReservationExists));
         assert_eq!(store.events_for(&r.id).await.unwrap().len(), 1);
-        assert_eq!(store.get_reservation(&r.id).await.unwrap().unwrap().user_id, "u1");
+        assert_eq!(
+            store.get_reservation(&r.id).await.unwrap().unwrap().user_id,
+            "u1"
+        );
 
         // A completion whose key is not ours: nothing at all is written.
         let fresh = reservation(Duration::seconds(60));
-        let stranger = IdempotencyTicket { scoped_key: format!("idem_{}", uid()), token: "nope".into(), expires_at: now_ms() };
-        let err = store.create_hold(&fresh, &event(EventType::HoldCreated, &fresh), Some(&completion(&stranger, 201))).await.unwrap_err();
+        let stranger = IdempotencyTicket {
+            scoped_key: format!("idem_{}", uid()),
+            token: "nope".into(),
+            expires_at: now_ms(),
+        };
+        let err = store
+            .create_hold(
+                &fresh,
+                &event(EventType::HoldCreated, &fresh),
+                Some(&completion(&stranger, 201)),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err, StoreError::Conflict(ConflictKind::IdempotencyLost));
         assert_eq!(store.get_reservation(&fresh.id).await.unwrap(), None);
         assert!(store.events_for(&fresh.id).await.unwrap().is_empty());
@@ -134,14 +210,41 @@ mod cases {
             let store = store.clone();
             let r = r.clone();
             tokio::spawn(async move {
-                let to = if i % 2 == 0 { ReservationStatus::Cancelled } else { ReservationStatus::Expired };
+                let to = if i % 2 == 0 {
+                    ReservationStatus::Cancelled
+                } else {
+                    ReservationStatus::Expired
+                };
                 let next = r.transitioned(to, now_ms()).unwrap();
-                let e = event(if i % 2 == 0 { EventType::Cancelled } else { EventType::HoldExpired }, &next);
-                store.transition(Transition { next: &next, expected_version: r.version, order: None, event: &e, completion: None }).await
+                let e = event(
+                    if i % 2 == 0 {
+                        EventType::Cancelled
+                    } else {
+                        EventType::HoldExpired
+                    },
+                    &next,
+                );
+                store
+                    .transition(Transition {
+                        next: &next,
+                        expected_version: r.version,
+                        order: None,
+                        event: &e,
+                        completion: None,
+                    })
+                    .await
             })
         });
-        let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        let results: Vec<_> = join_all(attempts)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
         for e in results.iter().filter_map(|r| r.as_ref().err()) {
             assert_eq!(*e, StoreError::Conflict(ConflictKind::StaleReservation));
         }
@@ -172,24 +275,63 @@ mod cases {
         let e = OutboxEvent::for_reservation(EventType::Confirmed, &next, Some(&order), "t", now);
         let c = completion(&ticket, 200);
         // A stale version writes nothing.
-        let stale = Transition { next: &next, expected_version: 7, order: Some(&order), event: &e, completion: Some(&c) };
-        assert_eq!(store.transition(stale).await.unwrap_err(), StoreError::Conflict(ConflictKind::StaleReservation));
+        let stale = Transition {
+            next: &next,
+            expected_version: 7,
+            order: Some(&order),
+            event: &e,
+            completion: Some(&c),
+        };
+        assert_eq!(
+            store.transition(stale).await.unwrap_err(),
+            StoreError::Conflict(ConflictKind::StaleReservation)
+        );
         assert_eq!(store.get_order(&order.id).await.unwrap(), None);
         assert_eq!(store.events_for(&r.id).await.unwrap().len(), 1);
 
-        let t = Transition { next: &next, expected_version: 1, order: Some(&order), event: &e, completion: Some(&c) };
+        let t = Transition {
+            next: &next,
+            expected_version: 1,
+            order: Some(&order),
+            event: &e,
+            completion: Some(&c),
+        };
         store.transition(t).await.unwrap();
-        assert_eq!(store.get_reservation(&r.id).await.unwrap(), Some(next.clone()));
-        assert_eq!(store.get_order(&order.id).await.unwrap(), Some(order.clone()));
-        assert_eq!(store.events_for(&r.id).await.unwrap()[1].detail["order_id"], order.id);
-        let replay = store.begin_request(&key, "hash", now_ms(), Duration::seconds(10), Duration::seconds(300)).await.unwrap();
+        assert_eq!(
+            store.get_reservation(&r.id).await.unwrap(),
+            Some(next.clone())
+        );
+        assert_eq!(
+            store.get_order(&order.id).await.unwrap(),
+            Some(order.clone())
+        );
+        assert_eq!(
+            store.events_for(&r.id).await.unwrap()[1].detail["order_id"],
+            order.id
+        );
+        let replay = store
+            .begin_request(
+                &key,
+                "hash",
+                now_ms(),
+                Duration::seconds(10),
+                Duration::seconds(300),
+            )
+            .await
+            .unwrap();
         assert_eq!(replay, Begin::Replay(c.response));
         // Nothing leaves CONFIRMED, even with the right version.
         let mut again = next.clone();
         again.status = ReservationStatus::Cancelled;
         again.version = 3;
         let e2 = event(EventType::Cancelled, &again);
-        let t = Transition { next: &again, expected_version: 2, order: None, event: &e2, completion: None };
+        let t = Transition {
+            next: &again,
+            expected_version: 2,
+            order: None,
+            event: &e2,
+            completion: None,
+        };
         assert!(store.transition(t).await.is_err());
     }
 
@@ -198,17 +340,38 @@ mod cases {
         let begin = |hash: &'static str, ttl: i64| {
             let store = store.clone();
             let key = key.clone();
-            async move { store.begin_request(&key, hash, now_ms(), Duration::seconds(10), Duration::seconds(ttl)).await.unwrap() }
+            async move {
+                store
+                    .begin_request(
+                        &key,
+                        hash,
+                        now_ms(),
+                        Duration::seconds(10),
+                        Duration::seconds(ttl),
+                    )
+                    .await
+                    .unwrap()
+            }
         };
-        let Begin::Started(ticket) = begin("h1", 1).await else { panic!("not started") };
+        let Begin::Started(ticket) = begin("h1", 1).await else {
+            panic!("not started")
+        };
         assert_eq!(begin("h1", 1).await, Begin::InFlight);
         assert_eq!(begin("h2", 1).await, Begin::Conflict);
-        store.complete_request(&completion(&ticket, 409)).await.unwrap();
-        assert_eq!(begin("h1", 1).await, Begin::Replay(completion(&ticket, 409).response));
+        store
+            .complete_request(&completion(&ticket, 409))
+            .await
+            .unwrap();
+        assert_eq!(
+            begin("h1", 1).await,
+            Begin::Replay(completion(&ticket, 409).response)
+        );
         assert_eq!(begin("h2", 1).await, Begin::Conflict);
         // Completed records die after their TTL, checked on read.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let Begin::Started(second) = begin("h2", 300).await else { panic!("expired record was not replaced") };
+        let Begin::Started(second) = begin("h2", 300).await else {
+            panic!("expired record was not replaced")
+        };
         // An abandoned (5xx) request frees the key.
         store.abandon_request(&second).await.unwrap();
         assert!(matches!(begin("h1", 300).await, Begin::Started(_)));
@@ -217,20 +380,39 @@ mod cases {
     pub async fn idempotency_lease_can_be_lost(store: Arc<dyn Store>) {
         let key = format!("idem_{}", uid());
         let short = |store: Arc<dyn Store>, key: String| async move {
-            store.begin_request(&key, "h", now_ms(), Duration::milliseconds(200), Duration::seconds(300)).await.unwrap()
+            store
+                .begin_request(
+                    &key,
+                    "h",
+                    now_ms(),
+                    Duration::milliseconds(200),
+                    Duration::seconds(300),
+                )
+                .await
+                .unwrap()
         };
-        let Begin::Started(first) = short(store.clone(), key.clone()).await else { panic!() };
+        let Begin::Started(first) = short(store.clone(), key.clone()).await else {
+            panic!()
+        };
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let Begin::Started(second) = short(store.clone(), key.clone()).await else { panic!("the lease did not run out") };
+        let Begin::Started(second) = short(store.clone(), key.clone()).await else {
+            panic!("the lease did not run out")
+        };
         assert_ne!(first.token, second.token);
         // The first request may no longer complete, nor free the key.
         assert_eq!(
-            store.complete_request(&completion(&first, 201)).await.unwrap_err(),
+            store
+                .complete_request(&completion(&first, 201))
+                .await
+                .unwrap_err(),
             StoreError::Conflict(ConflictKind::IdempotencyLost)
         );
         store.abandon_request(&first).await.unwrap();
         assert_eq!(short(store.clone(), key.clone()).await, Begin::InFlight);
-        store.complete_request(&completion(&second, 201)).await.unwrap();
+        store
+            .complete_request(&completion(&second, 201))
+            .await
+            .unwrap();
     }
 
     pub async fn concurrent_claimers_never_share_an_event(store: Arc<dyn Store>) {
@@ -247,7 +429,10 @@ mod cases {
                 let mut mine = Vec::new();
                 loop {
                     let now = Utc::now();
-                    let got = store.claim_events(&format!("c{i}"), now, now + Duration::seconds(30), 5).await.unwrap();
+                    let got = store
+                        .claim_events(&format!("c{i}"), now, now + Duration::seconds(30), 5)
+                        .await
+                        .unwrap();
                     if got.is_empty() {
                         return mine;
                     }
@@ -255,10 +440,22 @@ mod cases {
                 }
             })
         });
-        let claimed: Vec<Vec<String>> = join_all(claimers).await.into_iter().map(|r| r.unwrap()).collect();
-        let all: Vec<&String> = claimed.iter().flatten().filter(|id| ids.contains(*id)).collect();
+        let claimed: Vec<Vec<String>> = join_all(claimers)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        let all: Vec<&String> = claimed
+            .iter()
+            .flatten()
+            .filter(|id| ids.contains(*id))
+            .collect();
         let distinct: HashSet<&String> = all.iter().copied().collect();
-        assert_eq!(all.len(), distinct.len(), "an event was handed to two claimers");
+        assert_eq!(
+            all.len(),
+            distinct.len(),
+            "an event was handed to two claimers"
+        );
         assert_eq!(distinct.len(), ids.len(), "an event was never claimed");
     }
 
@@ -268,30 +465,76 @@ mod cases {
         let r = reservation(Duration::seconds(60));
         let created = event(EventType::HoldCreated, &r);
         store.create_hold(&r, &created, None).await.unwrap();
-        let next = r.transitioned(ReservationStatus::Cancelled, now_ms()).unwrap();
+        let next = r
+            .transitioned(ReservationStatus::Cancelled, now_ms())
+            .unwrap();
         let cancelled = event(EventType::Cancelled, &next);
-        store.transition(Transition { next: &next, expected_version: 1, order: None, event: &cancelled, completion: None }).await.unwrap();
+        store
+            .transition(Transition {
+                next: &next,
+                expected_version: 1,
+                order: None,
+                event: &cancelled,
+                completion: None,
+            })
+            .await
+            .unwrap();
 
         let now = Utc::now();
-        let first = store.claim_events("a", now, now + Duration::milliseconds(300), 10).await.unwrap();
-        assert_eq!(first.iter().map(|e| &e.id).collect::<Vec<_>>(), [&created.id], "the later event must wait");
-        assert!(store.claim_events("b", now, now + Duration::seconds(30), 10).await.unwrap().is_empty());
+        let first = store
+            .claim_events("a", now, now + Duration::milliseconds(300), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            first.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&created.id],
+            "the later event must wait"
+        );
+        assert!(store
+            .claim_events("b", now, now + Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty());
 
         // a's replica "dies": after the lease, b takes the event over; a can no longer settle it.
         tokio::time::sleep(std::time::Duration::from_millis(350)).await;
         let now = Utc::now();
-        let retaken = store.claim_events("b", now, now + Duration::seconds(30), 10).await.unwrap();
-        assert_eq!(retaken.iter().map(|e| &e.id).collect::<Vec<_>>(), [&created.id]);
-        assert!(store.settle_event(&created.id, "a", Settlement::Published { at: now }).await.is_err());
-        store.settle_event(&created.id, "b", Settlement::Published { at: now }).await.unwrap();
+        let retaken = store
+            .claim_events("b", now, now + Duration::seconds(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            retaken.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&created.id]
+        );
+        assert!(store
+            .settle_event(&created.id, "a", Settlement::Published { at: now })
+            .await
+            .is_err());
+        store
+            .settle_event(&created.id, "b", Settlement::Published { at: now })
+            .await
+            .unwrap();
 
         let now = Utc::now();
-        let second = store.claim_events("b", now, now + Duration::seconds(30), 10).await.unwrap();
-        assert_eq!(second.iter().map(|e| &e.id).collect::<Vec<_>>(), [&cancelled.id]);
-        store.settle_event(&cancelled.id, "b", Settlement::Published { at: now }).await.unwrap();
+        let second = store
+            .claim_events("b", now, now + Duration::seconds(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            second.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&cancelled.id]
+        );
+        store
+            .settle_event(&cancelled.id, "b", Settlement::Published { at: now })
+            .await
+            .unwrap();
         let events = store.events_for(&r.id).await.unwrap();
         assert!(events.iter().all(|e| e.status == OutboxStatus::Published));
-        assert_eq!(events.iter().map(|e| e.event_type).collect::<Vec<_>>(), [EventType::HoldCreated, EventType::Cancelled]);
+        assert_eq!(
+            events.iter().map(|e| e.event_type).collect::<Vec<_>>(),
+            [EventType::HoldCreated, EventType::Cancelled]
+        );
     }
 
     pub async fn settling_records_attempts_and_errors(store: Arc<dyn Store>) {
@@ -300,23 +543,65 @@ mod cases {
         let e = event(EventType::HoldCreated, &r);
         store.create_hold(&r, &e, None).await.unwrap();
         let now = Utc::now();
-        store.claim_events("a", now, now + Duration::seconds(30), 10).await.unwrap();
+        store
+            .claim_events("a", now, now + Duration::seconds(30), 10)
+            .await
+            .unwrap();
         let later = now + Duration::milliseconds(300);
         store
-            .settle_event(&e.id, "a", Settlement::Retry { attempts: 1, next_retry_at: later, error: "throttled".into() })
+            .settle_event(
+                &e.id,
+                "a",
+                Settlement::Retry {
+                    attempts: 1,
+                    next_retry_at: later,
+                    error: "throttled".into(),
+                },
+            )
             .await
             .unwrap();
         let stored = &store.events_for(&r.id).await.unwrap()[0];
-        assert_eq!((stored.status, stored.attempts, stored.last_error.as_deref()), (OutboxStatus::Pending, 1, Some("throttled")));
+        assert_eq!(
+            (stored.status, stored.attempts, stored.last_error.as_deref()),
+            (OutboxStatus::Pending, 1, Some("throttled"))
+        );
         // Not due before next_retry_at.
-        assert!(store.claim_events("a", Utc::now(), Utc::now() + Duration::seconds(30), 10).await.unwrap().is_empty());
+        assert!(store
+            .claim_events("a", Utc::now(), Utc::now() + Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty());
         tokio::time::sleep(std::time::Duration::from_millis(350)).await;
         let now = Utc::now();
-        assert_eq!(store.claim_events("a", now, now + Duration::seconds(30), 10).await.unwrap().len(), 1);
-        store.settle_event(&e.id, "a", Settlement::Failed { attempts: 8, error: "rejected".into() }).await.unwrap();
+        assert_eq!(
+            store
+                .claim_events("a", now, now + Duration::seconds(30), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store
+            .settle_event(
+                &e.id,
+                "a",
+                Settlement::Failed {
+                    attempts: 8,
+                    error: "rejected".into(),
+                },
+            )
+            .await
+            .unwrap();
         let stored = &store.events_for(&r.id).await.unwrap()[0];
-        assert_eq!((stored.status, stored.attempts, stored.last_error.as_deref()), (OutboxStatus::Failed, 8, Some("rejected")));
-        assert!(store.claim_events("a", Utc::now(), Utc::now() + Duration::seconds(30), 10).await.unwrap().is_empty());
+        assert_eq!(
+            (stored.status, stored.attempts, stored.last_error.as_deref()),
+            (OutboxStatus::Failed, 8, Some("rejected"))
+        );
+        assert!(store
+            .claim_events("a", Utc::now(), Utc::now() + Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     pub async fn due_holds_are_the_expired_holds_oldest_first(store: Arc<dyn Store>) {
@@ -327,15 +612,41 @@ mod cases {
         for r in [&live, &old, &older, &gone] {
             create(&*store, r).await;
         }
-        let next = gone.transitioned(ReservationStatus::Expired, now_ms()).unwrap();
+        let next = gone
+            .transitioned(ReservationStatus::Expired, now_ms())
+            .unwrap();
         let e = event(EventType::HoldExpired, &next);
-        store.transition(Transition { next: &next, expected_version: 1, order: None, event: &e, completion: None }).await.unwrap();
+        store
+            .transition(Transition {
+                next: &next,
+                expected_version: 1,
+                order: None,
+                event: &e,
+                completion: None,
+            })
+            .await
+            .unwrap();
 
-        let due: Vec<String> = store.due_holds(now_ms(), 1000).await.unwrap().into_iter().map(|r| r.id).collect();
-        let mine: Vec<&String> = due.iter().filter(|id| [&older.id, &old.id, &live.id, &gone.id].contains(id)).collect();
+        let due: Vec<String> = store
+            .due_holds(now_ms(), 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let mine: Vec<&String> = due
+            .iter()
+            .filter(|id| [&older.id, &old.id, &live.id, &gone.id].contains(id))
+            .collect();
         assert_eq!(mine, [&older.id, &old.id]);
         let at: DateTime<Utc> = now_ms() - Duration::seconds(15);
-        let early: Vec<String> = store.due_holds(at, 1000).await.unwrap().into_iter().map(|r| r.id).collect();
+        let early: Vec<String> = store
+            .due_holds(at, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert!(early.contains(&older.id) && !early.contains(&old.id));
     }
 
@@ -343,12 +654,18 @@ mod cases {
     async fn drain(store: &dyn Store) {
         loop {
             let now = Utc::now();
-            let got = store.claim_events("drain", now, now + Duration::seconds(30), 10).await.unwrap();
+            let got = store
+                .claim_events("drain", now, now + Duration::seconds(30), 10)
+                .await
+                .unwrap();
             if got.is_empty() {
                 return;
             }
             for e in got {
-                store.settle_event(&e.id, "drain", Settlement::Published { at: now }).await.unwrap();
+                store
+                    .settle_event(&e.id, "drain", Settlement::Published { at: now })
+                    .await
+                    .unwrap();
             }
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use super::{ConflictKind, Settlement, Store, StoreError, Transition};
+use super::{ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition};
 use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation, ReservationStatus};
 use crate::idempotency::{
     Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
@@ -300,5 +300,14 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn audit(&self) -> Result<StoreAudit, StoreError> {
+        let s = self.lock();
+        Ok(StoreAudit::new(
+            s.reservations.values().cloned().collect(),
+            s.outbox.values().cloned().collect(),
+            s.idempotency.values().cloned().collect(),
+        ))
     }
 }

@@ -3,13 +3,14 @@
 //! Implementations: [`memory::MemoryStore`] (the embedded default) and, later, DynamoDB. Both must
 //! pass `tests/store_conformance.rs`.
 
+pub mod dynamo;
 pub mod memory;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{Order, OutboxEvent, Reservation};
-use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket};
+use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConflictKind {
@@ -125,4 +126,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip for the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A full scan for audits and tests: every reservation, every event, every idempotency record.
+    async fn audit(&self) -> Result<StoreAudit, StoreError>;
+}
+
+/// What a full scan found.
+#[derive(Clone, Debug, Default)]
+pub struct StoreAudit {
+    pub reservations: Vec<Reservation>,
+    pub events: Vec<OutboxEvent>,
+    pub records: Vec<IdempotencyRecord>,
+}
+
+impl StoreAudit {
+    pub fn new(
+        reservations: Vec<Reservation>,
+        events: Vec<OutboxEvent>,
+        records: Vec<IdempotencyRecord>,
+    ) -> Self {
+        Self {
+            reservations,
+            events,
+            records,
+        }
+    }
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use reqwest::Response;
 use reservation_api::auth::jwt;
-use reservation_api::config::Config;
+use reservation_api::config::{Config, StoreKind};
 use reservation_api::domain::OutboxEvent;
 use reservation_api::startup::{Application, Dependencies};
+use reservation_api::store::dynamo::TableNames;
 use reservation_api::store::Store;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -45,6 +46,18 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     };
     c.outbox.poll_interval_ms = 100;
     c.outbox.drain_timeout_ms = 1000;
+    // TEST_STORE=dynamodb runs the suite against DynamoDB (moto, at DYNAMODB_ENDPOINT), with
+    // tables of its own per app.
+    if std::env::var("TEST_STORE").as_deref() == Ok("dynamodb") {
+        c.store = StoreKind::Dynamodb;
+        c.dynamodb.endpoint = std::env::var("DYNAMODB_ENDPOINT").ok();
+        c.dynamodb.region = "us-east-1".into();
+        c.dynamodb.tables = TableNames::prefixed(&format!("t{}-", uuid::Uuid::new_v4().simple()));
+        c.dynamodb.auto_create = true;
+        // moto answers in milliseconds alone but queues under a 1,000-request race: allow for it.
+        c.dynamodb.timeout_ms = 60_000;
+        c.idempotency_lease_secs = 120;
+    }
     c
 }
 
@@ -59,7 +72,9 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
         customize: None,
     };
     f(&mut opts);
-    let mut deps = Dependencies::from_config(&opts.config).expect("dependencies");
+    let mut deps = Dependencies::from_config(&opts.config)
+        .await
+        .expect("dependencies");
     if let Some(c) = opts.customize.take() {
         c(&mut deps);
     }

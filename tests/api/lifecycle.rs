@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use reservation_api::domain::{Order, OutboxEvent, Reservation};
 use reservation_api::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket};
-use reservation_api::store::memory::MemoryStore;
-use reservation_api::store::{Settlement, Store, StoreError, Transition};
+use reservation_api::store::{Settlement, Store, StoreAudit, StoreError, Transition};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -140,10 +139,10 @@ async fn cancel_takes_an_empty_body_or_an_empty_object() {
     assert_eq!(r.status(), 200);
 }
 
-/// A store whose writes can be made to fail, wrapping the real one.
+/// A store whose writes can be made to fail, wrapping the configured one.
 struct FlakyStore {
-    inner: MemoryStore,
-    fail_writes: AtomicBool,
+    inner: Arc<dyn Store>,
+    fail_writes: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -215,18 +214,21 @@ impl Store for FlakyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn audit(&self) -> Result<StoreAudit, StoreError> {
+        self.inner.audit().await
+    }
 }
 
 #[tokio::test]
 async fn a_failed_store_write_leaves_no_orphan_hold_and_the_key_may_be_retried() {
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
-        fail_writes: AtomicBool::new(true),
-    });
-    let s = store.clone();
+    let fail = Arc::new(AtomicBool::new(true));
+    let f = fail.clone();
     let app = spawn_app_with(move |o| {
         o.customize = Some(Box::new(move |d| {
-            d.store = s;
+            d.store = Arc::new(FlakyStore {
+                inner: d.store.clone(),
+                fail_writes: f,
+            });
         }))
     })
     .await;
@@ -237,9 +239,13 @@ async fn a_failed_store_write_leaves_no_orphan_hold_and_the_key_may_be_retried()
         !err.to_string().contains("injected"),
         "internals leak: {err}"
     );
+    assert!(
+        app.store.audit().await.unwrap().reservations.is_empty(),
+        "a reservation was written"
+    );
 
-    // The seats were released: another user can hold them while writes fail...
-    store.fail_writes.store(false, Ordering::SeqCst);
+    // The seats were released: another user can hold them now...
+    fail.store(false, Ordering::SeqCst);
     let r = app.create("u2", "k1", &body).await;
     assert_eq!(
         r.status(),
@@ -258,9 +264,9 @@ async fn a_failed_store_write_leaves_no_orphan_hold_and_the_key_may_be_retried()
     // A transition that times out is a 504 and changes nothing.
     let held: Value = r.json().await.unwrap();
     let id = held["reservation_id"].as_str().unwrap();
-    store.fail_writes.store(true, Ordering::SeqCst);
+    fail.store(true, Ordering::SeqCst);
     assert_error(app.cancel("u1", id, "c2").await, 504, "UPSTREAM_TIMEOUT").await;
-    store.fail_writes.store(false, Ordering::SeqCst);
+    fail.store(false, Ordering::SeqCst);
     let got: Value = app.get("u1", id).await.json().await.unwrap();
     assert_eq!(got["status"], "HOLD");
 }

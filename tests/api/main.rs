@@ -7,3 +7,4 @@ mod expiry;
 mod idempotency;
 mod lifecycle;
 mod races;
+mod workload;

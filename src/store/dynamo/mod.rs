@@ -1,0 +1,653 @@
+//! The DynamoDB store (CONTRACT §7). Every create and transition is one `TransactWriteItems`;
+//! condition failures become the domain's conflicts, never a 500.
+
+pub mod idempotency;
+pub mod item;
+pub mod orders;
+pub mod outbox;
+pub mod reservations;
+pub mod tables;
+
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Duration, Utc};
+
+use self::item::{n, s, t, Item};
+use super::{ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition};
+use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation};
+use crate::idempotency::{
+    Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
+};
+
+/// Partitions of the sparse indexes (holds by expiry, pending events by due time). Fixed: changing
+/// it strands items in shards nobody reads.
+pub const SHARDS: u32 = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub reservations: String,
+    pub orders: String,
+    pub idempotency: String,
+    pub outbox: String,
+}
+
+impl Default for TableNames {
+    fn default() -> Self {
+        Self {
+            reservations: "ticket-reservations".into(),
+            orders: "ticket-orders".into(),
+            idempotency: "ticket-idempotency".into(),
+            outbox: "ticket-outbox".into(),
+        }
+    }
+}
+
+impl TableNames {
+    /// Names with a prefix, so that tests can each have their own tables.
+    pub fn prefixed(prefix: &str) -> Self {
+        let d = Self::default();
+        Self {
+            reservations: format!("{prefix}{}", d.reservations),
+            orders: format!("{prefix}{}", d.orders),
+            idempotency: format!("{prefix}{}", d.idempotency),
+            outbox: format!("{prefix}{}", d.outbox),
+        }
+    }
+}
+
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+/// A client for `endpoint` (or AWS itself), built once at start-up. Credentials come from the
+/// standard chain.
+pub async fn client(endpoint: Option<&str>, region: &str, timeout: StdDuration) -> Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(timeout)
+        .operation_attempt_timeout(timeout / 2)
+        .connect_timeout(timeout / 2)
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .timeout_config(timeouts);
+    if let Some(ep) = endpoint {
+        loader = loader.endpoint_url(ep);
+    }
+    Client::new(&loader.load().await)
+}
+
+/// Map an SDK failure that is not a condition failure.
+fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    match &e {
+        SdkError::TimeoutError(_) => StoreError::Timeout,
+        SdkError::DispatchFailure(d) if d.is_timeout() => StoreError::Timeout,
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(format!("{e:?}"))
+        }
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("Unknown");
+            let msg = format!("{code}: {}", se.err().message().unwrap_or_default());
+            match code {
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "ServiceUnavailable" => StoreError::Unavailable(msg),
+                _ => StoreError::Internal(msg),
+            }
+        }
+        _ => StoreError::Internal(format!("{e:?}")),
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: TableNames) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &TableNames {
+        &self.tables
+    }
+
+    /// One transaction; `kinds[i]` says what a condition failure of item `i` means. A transaction
+    /// conflict with another in-flight transaction is retried briefly.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        kinds: &[ConflictKind],
+    ) -> Result<(), StoreError> {
+        for attempt in 0..4 {
+            let out = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match out {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let service = match err {
+                SdkError::ServiceError(se) => se.into_err(),
+                other => return Err(sdk_err(other)),
+            };
+            let TransactWriteItemsError::TransactionCanceledException(tc) = &service else {
+                return Err(StoreError::Internal(format!("{service:?}")));
+            };
+            let reasons = tc.cancellation_reasons();
+            if let Some(i) = reasons
+                .iter()
+                .position(|r| r.code() == Some("ConditionalCheckFailed"))
+            {
+                return Err(StoreError::Conflict(
+                    kinds
+                        .get(i)
+                        .copied()
+                        .unwrap_or(ConflictKind::StaleReservation),
+                ));
+            }
+            if reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"))
+                && attempt < 3
+            {
+                tokio::time::sleep(StdDuration::from_millis(10 << attempt)).await;
+                continue;
+            }
+            return Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {:?}",
+                tc.message()
+            )));
+        }
+        Err(StoreError::Unavailable(
+            "transaction conflicts persisted".into(),
+        ))
+    }
+
+    async fn query_all(
+        &self,
+        q: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = q
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn scan_all(&self, table: &str) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn read_record(&self, scoped_key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.tables.idempotency)
+            .key("pk", s(scoped_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        got.item().map(idempotency::from_item).transpose()
+    }
+
+    /// Is an earlier event of the same reservation still unsettled?
+    async fn waits_for_earlier(&self, e: &OutboxEvent) -> Result<bool, StoreError> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.tables.outbox)
+            .index_name(outbox::EVENTS_BY_RESERVATION)
+            .key_condition_expression("reservation_id = :r AND pk < :id")
+            .filter_expression("#status IN (:pending, :claimed)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":r", s(&e.reservation_id))
+            .expression_attribute_values(":id", s(&e.id))
+            .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+            .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()));
+        Ok(!self.query_all(q).await?.is_empty())
+    }
+
+    fn completion_item(
+        &self,
+        c: Option<&IdempotencyCompletion>,
+    ) -> Result<Option<TransactWriteItem>, StoreError> {
+        c.map(|c| {
+            idempotency::complete(&self.tables.idempotency, c, Utc::now())
+                .map(|u| TransactWriteItem::builder().update(u).build())
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn begin_request(
+        &self,
+        scoped_key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        ttl: Duration,
+    ) -> Result<Begin, StoreError> {
+        for _ in 0..3 {
+            if let Some(found) = self
+                .read_record(scoped_key)
+                .await?
+                .and_then(|r| r.judge(request_hash, now))
+            {
+                return Ok(found);
+            }
+            let record = IdempotencyRecord {
+                scoped_key: scoped_key.to_owned(),
+                request_hash: request_hash.to_owned(),
+                status: RecordStatus::InProgress,
+                token: uuid::Uuid::new_v4().to_string(),
+                response: None,
+                expires_at: now + lease,
+            };
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(idempotency::to_item(&record)))
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(now.timestamp_millis()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    return Ok(Begin::Started(IdempotencyTicket {
+                        scoped_key: scoped_key.to_owned(),
+                        token: record.token,
+                        expires_at: now + ttl,
+                    }))
+                }
+                // Someone else started it first: read again and judge what they wrote.
+                Err(e) if is_condition_failure(&e) => continue,
+                Err(e) => return Err(sdk_err(e)),
+            }
+        }
+        Ok(Begin::InFlight)
+    }
+
+    async fn complete_request(&self, c: &IdempotencyCompletion) -> Result<(), StoreError> {
+        let u = idempotency::complete(&self.tables.idempotency, c, Utc::now())?;
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(u.table_name())
+            .set_key(Some(u.key().clone()))
+            .update_expression(u.update_expression())
+            .set_condition_expression(u.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(u.expression_attribute_names().cloned());
+        req = req.set_expression_attribute_values(u.expression_attribute_values().cloned());
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => {
+                Err(StoreError::Conflict(ConflictKind::IdempotencyLost))
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn abandon_request(&self, ticket: &IdempotencyTicket) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.idempotency)
+            .key("pk", s(&ticket.scoped_key))
+            .condition_expression("#status = :in_progress AND #token = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", s("IN_PROGRESS"))
+            .expression_attribute_values(":token", s(&ticket.token))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Not ours any more: nothing to free.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn create_hold(
+        &self,
+        r: &Reservation,
+        event: &OutboxEvent,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(reservations::put_new(&self.tables.reservations, r, SHARDS)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(outbox::put_new(&self.tables.outbox, event, SHARDS)?)
+                .build(),
+        ];
+        let mut kinds = vec![
+            ConflictKind::ReservationExists,
+            ConflictKind::ReservationExists,
+        ];
+        if let Some(c) = self.completion_item(completion)? {
+            items.push(c);
+            kinds.push(ConflictKind::IdempotencyLost);
+        }
+        self.transact(items, &kinds).await
+    }
+
+    async fn transition(&self, tr: Transition<'_>) -> Result<(), StoreError> {
+        let mut items = vec![TransactWriteItem::builder()
+            .put(reservations::put_transition(
+                &self.tables.reservations,
+                tr.next,
+                tr.expected_version,
+                SHARDS,
+            )?)
+            .build()];
+        let mut kinds = vec![ConflictKind::StaleReservation];
+        if let Some(o) = tr.order {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(orders::put_new(&self.tables.orders, o)?)
+                    .build(),
+            );
+            kinds.push(ConflictKind::StaleReservation);
+        }
+        items.push(
+            TransactWriteItem::builder()
+                .put(outbox::put_new(&self.tables.outbox, tr.event, SHARDS)?)
+                .build(),
+        );
+        kinds.push(ConflictKind::StaleReservation);
+        if let Some(c) = self.completion_item(tr.completion)? {
+            items.push(c);
+            kinds.push(ConflictKind::IdempotencyLost);
+        }
+        self.transact(items, &kinds).await
+    }
+
+    async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.reservations)
+            .key_condition_expression("pk = :id")
+            .expression_attribute_values(":id", s(id))
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.items().first().map(reservations::from_item).transpose()
+    }
+
+    async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.orders)
+            .key_condition_expression("pk = :id")
+            .expression_attribute_values(":id", s(id))
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.items().first().map(orders::from_item).transpose()
+    }
+
+    async fn due_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let per_shard = limit.div_ceil(SHARDS as usize).max(1) as i32;
+        let queries = (0..SHARDS).map(|shard| {
+            self.client
+                .query()
+                .table_name(&self.tables.reservations)
+                .index_name(reservations::HOLDS_BY_EXPIRY)
+                .key_condition_expression("expiry_shard = :s AND expiry_at <= :now")
+                .expression_attribute_values(":s", s(shard.to_string()))
+                .expression_attribute_values(":now", t(now))
+                .limit(per_shard)
+                .send()
+        });
+        let mut due = Vec::new();
+        for out in futures::future::join_all(queries).await {
+            for item in out.map_err(sdk_err)?.items() {
+                due.push(reservations::from_item(item)?);
+            }
+        }
+        due.sort_by_key(|r| r.hold_expires_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let queries = (0..SHARDS).map(|shard| {
+            self.client
+                .query()
+                .table_name(&self.tables.outbox)
+                .index_name(outbox::PENDING_BY_DUE)
+                .key_condition_expression("pending_shard = :s AND due_at <= :now")
+                .expression_attribute_values(":s", s(shard.to_string()))
+                .expression_attribute_values(":now", t(now))
+                .limit(limit as i32)
+                .send()
+        });
+        let mut candidates = Vec::new();
+        for out in futures::future::join_all(queries).await {
+            for item in out.map_err(sdk_err)?.items() {
+                candidates.push(outbox::from_item(item)?);
+            }
+        }
+        // Oldest first (UUIDv7 ids sort by write time), at most one per reservation a round.
+        candidates.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut seen = std::collections::HashSet::new();
+        let mut claimed = Vec::new();
+        for e in candidates {
+            if claimed.len() >= limit {
+                break;
+            }
+            if !e.is_claimable(now)
+                || !seen.insert(e.reservation_id.clone())
+                || self.waits_for_earlier(&e).await?
+            {
+                continue;
+            }
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.tables.outbox)
+                .key("pk", s(&e.id))
+                .update_expression("SET #status = :claimed, lease_owner = :owner, lease_until = :until, due_at = :until")
+                .condition_expression(
+                    "(#status = :pending AND next_retry_at <= :now) OR (#status = :claimed AND lease_until <= :now)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()))
+                .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+                .expression_attribute_values(":owner", s(owner))
+                .expression_attribute_values(":until", t(lease_until))
+                .expression_attribute_values(":now", t(now))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match out {
+                Ok(o) => match o.attributes() {
+                    Some(item) => claimed.push(outbox::from_item(item)?),
+                    None => claimed.push(outbox::claimed(&e, owner, lease_until)),
+                },
+                // Another relay claimed it first.
+                Err(err) if is_condition_failure(&err) => {}
+                Err(err) => return Err(sdk_err(err)),
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn settle_event(&self, id: &str, owner: &str, how: Settlement) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.tables.outbox)
+            .key("pk", s(id))
+            .condition_expression("#status = :claimed AND lease_owner = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()))
+            .expression_attribute_values(":owner", s(owner));
+        let req = match how {
+            Settlement::Published { at } => req
+                .update_expression(
+                    "SET #status = :published, published_at = :at, attempts = attempts + :one \
+                     REMOVE pending_shard, due_at, lease_owner, lease_until",
+                )
+                .expression_attribute_values(":published", s(OutboxStatus::Published.as_str()))
+                .expression_attribute_values(":at", t(at))
+                .expression_attribute_values(":one", n(1)),
+            Settlement::Retry { attempts, next_retry_at, error } => req
+                .update_expression(
+                    "SET #status = :pending, attempts = :attempts, next_retry_at = :next, due_at = :next, \
+                     last_error = :error REMOVE lease_owner, lease_until",
+                )
+                .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+                .expression_attribute_values(":attempts", n(attempts))
+                .expression_attribute_values(":next", t(next_retry_at))
+                .expression_attribute_values(":error", s(error)),
+            Settlement::Failed { attempts, error } => req
+                .update_expression(
+                    "SET #status = :failed, attempts = :attempts, last_error = :error \
+                     REMOVE pending_shard, due_at, lease_owner, lease_until",
+                )
+                .expression_attribute_values(":failed", s(OutboxStatus::Failed.as_str()))
+                .expression_attribute_values(":attempts", n(attempts))
+                .expression_attribute_values(":error", s(error)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => {
+                Err(StoreError::Conflict(ConflictKind::StaleReservation))
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.tables.outbox)
+            .index_name(outbox::EVENTS_BY_RESERVATION)
+            .key_condition_expression("reservation_id = :r")
+            .expression_attribute_values(":r", s(reservation_id));
+        self.query_all(q)
+            .await?
+            .iter()
+            .map(outbox::from_item)
+            .collect()
+    }
+
+    async fn pending_events(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for shard in 0..SHARDS {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.outbox)
+                .index_name(outbox::PENDING_BY_DUE)
+                .key_condition_expression("pending_shard = :s")
+                .expression_attribute_values(":s", s(shard.to_string()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            total += out.count() as usize;
+        }
+        Ok(total)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.tables.reservations)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn audit(&self) -> Result<StoreAudit, StoreError> {
+        let reservations = self
+            .scan_all(&self.tables.reservations)
+            .await?
+            .iter()
+            .map(reservations::from_item)
+            .collect::<Result<_, _>>()?;
+        let events = self
+            .scan_all(&self.tables.outbox)
+            .await?
+            .iter()
+            .map(outbox::from_item)
+            .collect::<Result<_, _>>()?;
+        let records: Vec<IdempotencyRecord> = self
+            .scan_all(&self.tables.idempotency)
+            .await?
+            .iter()
+            .map(idempotency::from_item)
+            .collect::<Result<_, _>>()?;
+        Ok(StoreAudit::new(reservations, events, records))
+    }
+}

@@ -1,0 +1,104 @@
+//! The outbox table: `pk` = event id; `type, reservation_id, payload, status, attempts,
+//! next_retry_at, …`. Unsettled events (PENDING, CLAIMED) carry the sparse `pending_by_due` index
+//! attributes (`due_at` = when a relay may take it next); settled ones drop them.
+
+use aws_sdk_dynamodb::types::Put;
+use chrono::{DateTime, Utc};
+
+use super::item::{get_n, get_s, get_t, n, opt_s, opt_t, s, shard_of, t, Item};
+use crate::domain::{EventType, OutboxEvent, OutboxStatus};
+use crate::store::StoreError;
+
+pub const PENDING_BY_DUE: &str = "pending_by_due";
+pub const EVENTS_BY_RESERVATION: &str = "events_by_reservation";
+
+pub fn to_item(e: &OutboxEvent, shards: u32) -> Item {
+    let mut item = Item::from([
+        ("pk".into(), s(&e.id)),
+        ("type".into(), s(e.event_type.as_str())),
+        ("reservation_id".into(), s(&e.reservation_id)),
+        ("payload".into(), s(e.detail.to_string())),
+        ("status".into(), s(e.status.as_str())),
+        ("attempts".into(), n(e.attempts)),
+        ("next_retry_at".into(), t(e.next_retry_at)),
+        ("created_at".into(), t(e.created_at)),
+    ]);
+    if matches!(e.status, OutboxStatus::Pending | OutboxStatus::Claimed) {
+        item.insert("pending_shard".into(), s(shard_of(&e.id, shards)));
+        item.insert("due_at".into(), t(e.lease_until.unwrap_or(e.next_retry_at)));
+    }
+    for (k, v) in [
+        ("lease_owner", &e.lease_owner),
+        ("last_error", &e.last_error),
+    ] {
+        if let Some(v) = v {
+            item.insert(k.into(), s(v));
+        }
+    }
+    for (k, v) in [
+        ("lease_until", e.lease_until),
+        ("published_at", e.published_at),
+    ] {
+        if let Some(v) = v {
+            item.insert(k.into(), t(v));
+        }
+    }
+    item
+}
+
+pub fn from_item(item: &Item) -> Result<OutboxEvent, StoreError> {
+    let bad = |what: &str| StoreError::Internal(format!("outbox item has a bad {what}"));
+    Ok(OutboxEvent {
+        id: get_s(item, "pk")?,
+        event_type: EventType::parse(&get_s(item, "type")?).ok_or_else(|| bad("type"))?,
+        reservation_id: get_s(item, "reservation_id")?,
+        detail: serde_json::from_str(&get_s(item, "payload")?).map_err(|_| bad("payload"))?,
+        status: OutboxStatus::parse(&get_s(item, "status")?).ok_or_else(|| bad("status"))?,
+        attempts: get_n(item, "attempts")?,
+        next_retry_at: get_t(item, "next_retry_at")?,
+        created_at: get_t(item, "created_at")?,
+        lease_owner: opt_s(item, "lease_owner"),
+        lease_until: opt_t(item, "lease_until"),
+        last_error: opt_s(item, "last_error"),
+        published_at: opt_t(item, "published_at"),
+    })
+}
+
+pub fn put_new(table: &str, e: &OutboxEvent, shards: u32) -> Result<Put, StoreError> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(e, shards)))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// The event as claimed by `owner` until `lease_until`.
+pub fn claimed(e: &OutboxEvent, owner: &str, lease_until: DateTime<Utc>) -> OutboxEvent {
+    let mut c = e.clone();
+    c.status = OutboxStatus::Claimed;
+    c.lease_owner = Some(owner.to_owned());
+    c.lease_until = Some(lease_until);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::reservation::tests::hold;
+
+    #[test]
+    fn an_event_round_trips_and_only_unsettled_ones_are_indexed() {
+        let now = crate::service::now_ms();
+        let e = OutboxEvent::for_reservation(EventType::HoldCreated, &hold(now), None, "t", now);
+        let item = to_item(&e, 8);
+        assert_eq!(from_item(&item).unwrap(), e);
+        assert!(item.contains_key("due_at"));
+        let mut p = e.clone();
+        p.status = OutboxStatus::Published;
+        p.published_at = Some(now);
+        let item = to_item(&p, 8);
+        assert_eq!(from_item(&item).unwrap(), p);
+        assert!(!item.contains_key("due_at"));
+    }
+}

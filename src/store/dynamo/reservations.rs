@@ -1,0 +1,109 @@
+//! The reservations table: `pk` = reservation_id, `sk` = event_id. A HOLD carries the sparse
+//! `holds_by_expiry` index attributes; every other status drops them.
+
+use aws_sdk_dynamodb::types::Put;
+
+use super::item::{get_list, get_n, get_s, get_t, list, n, opt_s, s, shard_of, t, Item};
+use crate::domain::{Reservation, ReservationStatus};
+use crate::store::StoreError;
+
+pub const HOLDS_BY_EXPIRY: &str = "holds_by_expiry";
+
+pub fn to_item(r: &Reservation, shards: u32) -> Item {
+    let mut item = Item::from([
+        ("pk".into(), s(&r.id)),
+        ("sk".into(), s(&r.event_id)),
+        ("user_id".into(), s(&r.user_id)),
+        ("status".into(), s(r.status.as_str())),
+        ("seat_ids".into(), list(&r.seat_ids)),
+        ("qty".into(), n(r.qty)),
+        ("total_price".into(), n(r.total_price)),
+        ("currency".into(), s(&r.currency)),
+        ("hold_expires_at".into(), t(r.hold_expires_at)),
+        ("idempotency_key".into(), s(&r.idempotency_key)),
+        ("version".into(), n(r.version)),
+        ("created_at".into(), t(r.created_at)),
+        ("updated_at".into(), t(r.updated_at)),
+    ]);
+    if let Some(o) = &r.order_id {
+        item.insert("order_id".into(), s(o));
+    }
+    if let Some(p) = &r.payment_intent_id {
+        item.insert("payment_intent_id".into(), s(p));
+    }
+    if r.status == ReservationStatus::Hold {
+        item.insert("expiry_shard".into(), s(shard_of(&r.id, shards)));
+        item.insert("expiry_at".into(), t(r.hold_expires_at));
+    }
+    item
+}
+
+pub fn from_item(item: &Item) -> Result<Reservation, StoreError> {
+    let status = get_s(item, "status")?;
+    Ok(Reservation {
+        id: get_s(item, "pk")?,
+        event_id: get_s(item, "sk")?,
+        user_id: get_s(item, "user_id")?,
+        status: ReservationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Internal(format!("unknown reservation status {status}")))?,
+        seat_ids: get_list(item, "seat_ids")?,
+        qty: get_n(item, "qty")?,
+        total_price: get_n(item, "total_price")?,
+        currency: get_s(item, "currency")?,
+        hold_expires_at: get_t(item, "hold_expires_at")?,
+        idempotency_key: get_s(item, "idempotency_key")?,
+        version: get_n(item, "version")?,
+        order_id: opt_s(item, "order_id"),
+        payment_intent_id: opt_s(item, "payment_intent_id"),
+        created_at: get_t(item, "created_at")?,
+        updated_at: get_t(item, "updated_at")?,
+    })
+}
+
+/// A new reservation: only if no item has its key.
+pub fn put_new(table: &str, r: &Reservation, shards: u32) -> Result<Put, StoreError> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(r, shards)))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// The next version: only if the stored one is still HOLD at `expected_version`.
+pub fn put_transition(
+    table: &str,
+    next: &Reservation,
+    expected_version: u64,
+    shards: u32,
+) -> Result<Put, StoreError> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(next, shards)))
+        .condition_expression("#status = :hold AND #version = :expected")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":hold", s(ReservationStatus::Hold.as_str()))
+        .expression_attribute_values(":expected", n(expected_version))
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::reservation::tests::hold;
+
+    #[test]
+    fn a_reservation_round_trips_and_only_a_hold_is_indexed() {
+        let now = crate::service::now_ms();
+        let r = hold(now);
+        let item = to_item(&r, 8);
+        assert_eq!(from_item(&item).unwrap(), r);
+        assert!(item.contains_key("expiry_at"));
+        let c = r.confirmed("ord_1", "pay_1", now).unwrap();
+        let item = to_item(&c, 8);
+        assert_eq!(from_item(&item).unwrap(), c);
+        assert!(!item.contains_key("expiry_at") && !item.contains_key("expiry_shard"));
+    }
+}

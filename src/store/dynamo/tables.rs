@@ -1,0 +1,200 @@
+//! `dynamodb/tables.json` (the AWS CLI `create-table` input, one per table) and creating whatever
+//! tables are missing, idempotently.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+use serde::Deserialize;
+
+use super::TableNames;
+
+pub const TABLES_JSON: &str = include_str!("../../../dynamodb/tables.json");
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TableDef {
+    attribute_definitions: Vec<AttrDef>,
+    key_schema: Vec<KeyDef>,
+    #[serde(default)]
+    global_secondary_indexes: Vec<IndexDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AttrDef {
+    attribute_name: String,
+    attribute_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyDef {
+    attribute_name: String,
+    key_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IndexDef {
+    index_name: String,
+    key_schema: Vec<KeyDef>,
+    projection: ProjectionDef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProjectionDef {
+    projection_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Definitions {
+    reservations: TableDef,
+    orders: TableDef,
+    idempotency: TableDef,
+    outbox: TableDef,
+}
+
+fn keys(defs: &[KeyDef]) -> Result<Vec<KeySchemaElement>, String> {
+    defs.iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute_name)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Create each missing table (and the idempotency table's TTL); existing tables are left alone.
+/// Returns the names it created.
+pub async fn create_missing(client: &Client, names: &TableNames) -> Result<Vec<String>, String> {
+    let defs: Definitions =
+        serde_json::from_str(TABLES_JSON).map_err(|e| format!("dynamodb/tables.json: {e}"))?;
+    let existing = list_tables(client).await?;
+    let mut created = Vec::new();
+    for (name, def) in [
+        (&names.reservations, &defs.reservations),
+        (&names.orders, &defs.orders),
+        (&names.idempotency, &defs.idempotency),
+        (&names.outbox, &defs.outbox),
+    ] {
+        if existing.contains(name) {
+            continue;
+        }
+        let mut req = client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(keys(&def.key_schema)?));
+        for a in &def.attribute_definitions {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        for g in &def.global_secondary_indexes {
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(&g.index_name)
+                    .set_key_schema(Some(keys(&g.key_schema)?))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(
+                                g.projection.projection_type.as_str(),
+                            ))
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        match req.send().await {
+            Ok(_) => created.push(name.clone()),
+            // Another replica created it meanwhile.
+            Err(e) if format!("{e:?}").contains("ResourceInUseException") => continue,
+            Err(e) => return Err(format!("create table {name}: {e:?}")),
+        }
+    }
+    wait_active(client, names).await?;
+    if created.contains(&names.idempotency) {
+        client
+            .update_time_to_live()
+            .table_name(&names.idempotency)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("ttl")
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+            .send()
+            .await
+            .map_err(|e| format!("TTL on {}: {e:?}", names.idempotency))?;
+    }
+    Ok(created)
+}
+
+async fn list_tables(client: &Client) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let out = client
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .send()
+            .await
+            .map_err(|e| format!("list tables: {e:?}"))?;
+        names.extend(out.table_names().iter().cloned());
+        match out.last_evaluated_table_name() {
+            Some(n) => start = Some(n.to_owned()),
+            None => return Ok(names),
+        }
+    }
+}
+
+async fn wait_active(client: &Client, names: &TableNames) -> Result<(), String> {
+    for name in [
+        &names.reservations,
+        &names.orders,
+        &names.idempotency,
+        &names.outbox,
+    ] {
+        for _ in 0..120 {
+            let out = client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(|e| format!("describe {name}: {e:?}"))?;
+            let status = out
+                .table()
+                .and_then(|t| t.table_status())
+                .map(|s| s.as_str().to_owned());
+            if status.as_deref() == Some("ACTIVE") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_definitions_parse() {
+        let d: Definitions = serde_json::from_str(TABLES_JSON).unwrap();
+        assert_eq!(d.reservations.global_secondary_indexes.len(), 2);
+        assert_eq!(d.outbox.global_secondary_indexes.len(), 2);
+        assert_eq!(d.idempotency.key_schema[0].attribute_name, "pk");
+    }
+}
