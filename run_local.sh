@@ -50,7 +50,7 @@ start_moto() {
   local port
   port=$(free_port)
   mkdir -p target
-  .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"${MOTO_LOG:-target/moto.log}" 2>&1 &
+  .venv/bin/python scripts/moto_serial.py --host 127.0.0.1 --port "$port" >"${MOTO_LOG:-target/moto.log}" 2>&1 &
   MOTO_PID=$!
   trap stop_moto EXIT
   for _ in $(seq 1 100); do

@@ -66,6 +66,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
+    // TEST_LOG=1 shows the app's JSON log lines (RUST_LOG filters them).
+    if std::env::var_os("TEST_LOG").is_some() {
+        reservation_api::telemetry::logging::init();
+    }
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut opts = TestOptions {
         config: test_config(data_dir.path()),
