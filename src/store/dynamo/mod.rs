@@ -92,19 +92,23 @@ fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::Unavailable(format!("{e:?}"))
         }
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("Unknown");
-            let msg = format!("{code}: {}", se.err().message().unwrap_or_default());
-            match code {
-                "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "InternalServerError"
-                | "ServiceUnavailable" => StoreError::Unavailable(msg),
-                _ => StoreError::Internal(msg),
-            }
-        }
+        SdkError::ServiceError(se) => service_err(se.err().code(), se.err().message()),
         _ => StoreError::Internal(format!("{e:?}")),
+    }
+}
+
+/// Throttling and DynamoDB's own failures are worth a retry (503); anything else is a bug (500).
+fn service_err(code: Option<&str>, message: Option<&str>) -> StoreError {
+    let code = code.unwrap_or("Unknown");
+    let msg = format!("{code}: {}", message.unwrap_or_default());
+    match code {
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "InternalServerError"
+        | "InternalFailure"
+        | "ServiceUnavailable" => StoreError::Unavailable(msg),
+        _ => StoreError::Internal(msg),
     }
 }
 
@@ -148,7 +152,7 @@ impl DynamoStore {
                 other => return Err(sdk_err(other)),
             };
             let TransactWriteItemsError::TransactionCanceledException(tc) = &service else {
-                return Err(StoreError::Internal(format!("{service:?}")));
+                return Err(service_err(service.code(), service.message()));
             };
             let reasons = tc.cancellation_reasons();
             if let Some(i) = reasons
