@@ -65,6 +65,12 @@ start_moto() {
   # The SDK must never look for instance credentials off the machine.
   export AWS_EC2_METADATA_DISABLED=true
   log "moto_server on $DYNAMODB_ENDPOINT"
+  # The bus the service publishes to, a rule on source = reservation-api, an SQS queue behind it.
+  export EVENTBRIDGE_ENDPOINT="$DYNAMODB_ENDPOINT"
+  export EVENTS_TEST_BUS=ticket-reservation-events
+  EVENTS_TEST_QUEUE_URL=$(.venv/bin/python scripts/moto_events_setup.py --endpoint "$EVENTBRIDGE_ENDPOINT" --bus "$EVENTS_TEST_BUS")
+  export EVENTS_TEST_QUEUE_URL
+  log "EventBridge bus $EVENTS_TEST_BUS → SQS $EVENTS_TEST_QUEUE_URL"
 }
 
 cmd_lint() {
@@ -84,10 +90,13 @@ cmd_test() {
     scripts/validate_deploy.sh
   fi
   start_moto
+  # The event-delivery tests time delivery "on an idle machine": they run one at a time, after the rest.
   log "cargo test: unit tests, store conformance (memory + DynamoDB), API suite on the embedded store"
-  cargo test --locked --no-fail-fast
+  cargo test --locked --no-fail-fast -- --skip events::
+  cargo test --locked --no-fail-fast --test api events:: -- --test-threads 1
   log "cargo test: API suite with STORE=dynamodb"
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --skip events::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api events:: -- --test-threads 1
   stop_moto
 }
 

@@ -67,7 +67,6 @@ impl StoreKind {
 pub struct DynamoSettings {
     /// `DYNAMODB_ENDPOINT`: a local server (moto) instead of AWS.
     pub endpoint: Option<String>,
-    pub region: String,
     pub tables: TableNames,
     /// `DYNAMODB_AUTO_CREATE`: create missing tables at start (local and dev only).
     pub auto_create: bool,
@@ -83,6 +82,21 @@ pub struct OutboxSettings {
     pub batch_size: usize,
     /// How long SIGTERM waits for the relay to publish what is due.
     pub drain_timeout_ms: u64,
+    /// The first retry's delay; each further attempt doubles it (with jitter).
+    pub backoff_base_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventBridgeSettings {
+    /// `EVENTBRIDGE_ENDPOINT`: a local server (moto) instead of AWS.
+    pub endpoint: Option<String>,
+    /// `EVENTBRIDGE_BUS_NAME`.
+    pub bus_name: String,
+    /// `EVENT_SOURCE`: the events' `Source`.
+    pub source: String,
+    /// Publish to EventBridge (else to the JSON log): on in dev and prod, and in local when an
+    /// endpoint or a bus is configured.
+    pub enabled: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -100,8 +114,11 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     pub expiry_batch: usize,
     pub outbox: OutboxSettings,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`), for DynamoDB and EventBridge.
+    pub aws_region: String,
     pub store: StoreKind,
     pub dynamodb: DynamoSettings,
+    pub events: EventBridgeSettings,
 }
 
 impl Default for Config {
@@ -125,11 +142,18 @@ impl Default for Config {
                 max_attempts: 8,
                 batch_size: 10,
                 drain_timeout_ms: 5000,
+                backoff_base_ms: 200,
             },
+            events: EventBridgeSettings {
+                endpoint: None,
+                bus_name: "ticket-reservation-events".into(),
+                source: "reservation-api".into(),
+                enabled: false,
+            },
+            aws_region: "ap-northeast-2".into(),
             store: StoreKind::Memory,
             dynamodb: DynamoSettings {
                 endpoint: None,
-                region: "ap-northeast-2".into(),
                 tables: TableNames::default(),
                 auto_create: false,
                 timeout_ms: 3000,
@@ -181,13 +205,22 @@ impl Config {
                 max_attempts: parse("OUTBOX_MAX_ATTEMPTS", d.outbox.max_attempts)?,
                 batch_size: parse("OUTBOX_BATCH_SIZE", d.outbox.batch_size)?,
                 drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
+                backoff_base_ms: parse("OUTBOX_BACKOFF_BASE_MS", d.outbox.backoff_base_ms)?,
             },
+            events: EventBridgeSettings {
+                endpoint: var("EVENTBRIDGE_ENDPOINT"),
+                bus_name: var("EVENTBRIDGE_BUS_NAME").unwrap_or(d.events.bus_name),
+                source: var("EVENT_SOURCE").unwrap_or(d.events.source),
+                enabled: profile != Profile::Local
+                    || var("EVENTBRIDGE_ENDPOINT").is_some()
+                    || var("EVENTBRIDGE_BUS_NAME").is_some(),
+            },
+            aws_region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or(d.aws_region),
             store: parse("STORE", default_store)?,
             dynamodb: DynamoSettings {
                 endpoint: var("DYNAMODB_ENDPOINT"),
-                region: var("AWS_REGION")
-                    .or_else(|| var("AWS_DEFAULT_REGION"))
-                    .unwrap_or(d.dynamodb.region),
                 tables: TableNames {
                     reservations: var("DYNAMODB_TABLE_RESERVATIONS").unwrap_or(t.reservations),
                     orders: var("DYNAMODB_TABLE_ORDERS").unwrap_or(t.orders),

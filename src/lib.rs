@@ -2,6 +2,7 @@
 //! a side effect twice, never lose an event.
 
 pub mod auth;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod domain;

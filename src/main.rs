@@ -49,7 +49,7 @@ async fn create_tables() -> Result<(), String> {
     let d = &config.dynamodb;
     let client = dynamo::client(
         d.endpoint.as_deref(),
-        &d.region,
+        &config.aws_region,
         std::time::Duration::from_millis(d.timeout_ms),
     )
     .await;

@@ -17,7 +17,7 @@ use crate::inventory::catalog::Catalog;
 use crate::inventory::engine::SeatInventory;
 use crate::inventory::local::LocalInventory;
 use crate::inventory::Inventory;
-use crate::outbox::{EventSink, LogSink, OutboxRelay};
+use crate::outbox::{EventBridgeSink, EventSink, LogSink, OutboxRelay};
 use crate::payment::simulator::PaymentSimulator;
 use crate::payment::Payments;
 use crate::service::expiry::HoldExpiry;
@@ -49,7 +49,7 @@ impl Dependencies {
             inventory: Arc::new(LocalInventory::new(Arc::new(SeatInventory::new(&catalog)))),
             payments: Arc::new(PaymentSimulator),
             verifier: Arc::new(Hs256Verifier::new(&secret)),
-            sink: Arc::new(LogSink),
+            sink: build_sink(config).await,
         })
     }
 }
@@ -62,7 +62,7 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
             let d = &config.dynamodb;
             let client = dynamo::client(
                 d.endpoint.as_deref(),
-                &d.region,
+                &config.aws_region,
                 std::time::Duration::from_millis(d.timeout_ms),
             )
             .await;
@@ -75,6 +75,25 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
             Ok(Arc::new(DynamoStore::new(client, d.tables.clone())))
         }
     }
+}
+
+/// EventBridge when configured (dev, prod, or local with an endpoint or bus), else the log sink.
+pub async fn build_sink(config: &Config) -> Arc<dyn EventSink> {
+    let e = &config.events;
+    if !e.enabled {
+        return Arc::new(LogSink);
+    }
+    let sdk = crate::aws::sdk_config(
+        e.endpoint.as_deref(),
+        &config.aws_region,
+        Duration::from_secs(5),
+    )
+    .await;
+    Arc::new(EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        &e.bus_name,
+        &e.source,
+    ))
 }
 
 pub struct Application {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{EventSink, PublishError};
+use super::{EntryResults, EventSink, PublishError};
 use crate::domain::OutboxEvent;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -10,8 +10,8 @@ pub struct LogSink;
 
 #[async_trait]
 impl EventSink for LogSink {
-    async fn publish(&self, events: &[OutboxEvent]) -> Vec<Result<(), PublishError>> {
-        events
+    async fn publish(&self, events: &[OutboxEvent]) -> Result<EntryResults, PublishError> {
+        Ok(events
             .iter()
             .map(|e| {
                 tracing::info!(
@@ -24,6 +24,6 @@ impl EventSink for LogSink {
                 );
                 Ok(())
             })
-            .collect()
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! The transactional outbox's relay: claims due events with a lease, publishes them through an
 //! [`EventSink`], and settles each one (published, retried with backoff, or FAILED).
 
+pub mod eventbridge;
 pub mod log_sink;
 pub mod relay;
 
@@ -8,18 +9,30 @@ use async_trait::async_trait;
 
 use crate::domain::OutboxEvent;
 
-/// Why one entry was not published. `transient`: worth another attempt.
+/// Why one entry, or a whole call, was not published.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishError {
     pub message: String,
-    pub transient: bool,
 }
+
+impl PublishError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// One result per event, in order.
+pub type EntryResults = Vec<Result<(), PublishError>>;
 
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
-    /// Publish up to 10 events; one result per event, in order.
-    async fn publish(&self, events: &[OutboxEvent]) -> Vec<Result<(), PublishError>>;
+    /// Publish up to 10 events. `Err`: the call as a whole failed (the sink is unreachable or
+    /// throttled) and no entry was judged; `Ok`: each entry's own result.
+    async fn publish(&self, events: &[OutboxEvent]) -> Result<EntryResults, PublishError>;
 }
 
+pub use eventbridge::EventBridgeSink;
 pub use log_sink::LogSink;
 pub use relay::OutboxRelay;

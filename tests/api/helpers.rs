@@ -51,7 +51,7 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     if std::env::var("TEST_STORE").as_deref() == Ok("dynamodb") {
         c.store = StoreKind::Dynamodb;
         c.dynamodb.endpoint = std::env::var("DYNAMODB_ENDPOINT").ok();
-        c.dynamodb.region = "us-east-1".into();
+        c.aws_region = "us-east-1".into();
         c.dynamodb.tables = TableNames::prefixed(&format!("t{}-", uuid::Uuid::new_v4().simple()));
         c.dynamodb.auto_create = true;
         // moto answers in milliseconds alone but queues under a 1,000-request race: allow for it.

@@ -3,8 +3,10 @@
 mod helpers;
 
 mod errors;
+mod events;
 mod expiry;
 mod idempotency;
 mod lifecycle;
+mod moto;
 mod races;
 mod workload;

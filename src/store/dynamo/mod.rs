@@ -68,18 +68,7 @@ pub struct DynamoStore {
 /// A client for `endpoint` (or AWS itself), built once at start-up. Credentials come from the
 /// standard chain.
 pub async fn client(endpoint: Option<&str>, region: &str, timeout: StdDuration) -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_timeout(timeout)
-        .operation_attempt_timeout(timeout / 2)
-        .connect_timeout(timeout / 2)
-        .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_owned()))
-        .timeout_config(timeouts);
-    if let Some(ep) = endpoint {
-        loader = loader.endpoint_url(ep);
-    }
-    Client::new(&loader.load().await)
+    Client::new(&crate::aws::sdk_config(endpoint, region, timeout).await)
 }
 
 /// Map an SDK failure that is not a condition failure.
