@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod grpc;
 pub mod http;
 pub mod idempotency;
 pub mod inventory;
