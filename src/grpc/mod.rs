@@ -5,6 +5,7 @@ pub mod convert;
 pub mod inventory_server;
 pub mod local;
 pub mod payment_server;
+pub mod resilience;
 
 use std::time::Duration;
 
