@@ -2,8 +2,10 @@
 //! servers, and the resilient clients the service uses to reach them.
 
 pub mod convert;
+pub mod inventory_client;
 pub mod inventory_server;
 pub mod local;
+pub mod payment_client;
 pub mod payment_server;
 pub mod resilience;
 
