@@ -21,16 +21,22 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// Where the app's inventory and payment clients point (the bundled servers by default).
+    pub inventory_endpoint: String,
+    pub payment_endpoint: String,
     stop: Option<oneshot::Sender<()>>,
     pub handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _data_dir: tempfile::TempDir,
 }
 
+/// Changes a test makes to the dependencies built from the config.
+pub type Customize = Box<dyn FnOnce(&mut Dependencies) + Send>;
+
 /// What a test may change before the app starts.
 pub struct TestOptions {
     pub config: Config,
     /// Applied to the dependencies built from `config`.
-    pub customize: Option<Box<dyn FnOnce(&mut Dependencies) + Send>>,
+    pub customize: Option<Customize>,
 }
 
 pub fn test_config(data_dir: &std::path::Path) -> Config {
@@ -55,7 +61,8 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut opts = TestOptions { config: test_config(data_dir.path()), customize: None };
     f(&mut opts);
-    let mut deps = Dependencies::from_config(&opts.config).expect("dependencies");
+    let mut deps = Dependencies::from_config(&opts.config).await.expect("dependencies");
+    let (inventory_endpoint, payment_endpoint) = (deps.inventory_endpoint.clone(), deps.payment_endpoint.clone());
     if let Some(c) = opts.customize.take() {
         c(&mut deps);
     }
@@ -71,6 +78,8 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
         port,
         client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         store,
+        inventory_endpoint,
+        payment_endpoint,
         stop: Some(tx),
         handle: Some(handle),
         _data_dir: data_dir,
