@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "reservation-api", version, about = "Hold seats, pay, confirm or cancel — without overselling.")]
+#[command(
+    name = "reservation-api",
+    version,
+    about = "Hold seats, pay, confirm or cancel — without overselling."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -18,7 +18,9 @@ impl FromStr for Profile {
             "local" => Ok(Self::Local),
             "dev" => Ok(Self::Dev),
             "prod" => Ok(Self::Prod),
-            other => Err(format!("APP_PROFILE must be local, dev or prod, not {other:?}")),
+            other => Err(format!(
+                "APP_PROFILE must be local, dev or prod, not {other:?}"
+            )),
         }
     }
 }
@@ -102,12 +104,18 @@ impl GrpcClientSettings {
             retry_max_attempts: parse(&name("RETRY_MAX_ATTEMPTS"), d.retry_max_attempts)?,
             retry_backoff_ms: parse(&name("RETRY_BACKOFF_MS"), d.retry_backoff_ms)?,
             retry_max_backoff_ms: parse(&name("RETRY_MAX_BACKOFF_MS"), d.retry_max_backoff_ms)?,
-            cb_failure_rate_percent: parse(&name("CB_FAILURE_RATE_PERCENT"), d.cb_failure_rate_percent)?,
+            cb_failure_rate_percent: parse(
+                &name("CB_FAILURE_RATE_PERCENT"),
+                d.cb_failure_rate_percent,
+            )?,
             cb_slow_call_ms: match var(&name("CB_SLOW_CALL_MS")) {
                 None => None,
                 Some(_) => Some(parse(&name("CB_SLOW_CALL_MS"), 0)?),
             },
-            cb_slow_call_rate_percent: parse(&name("CB_SLOW_CALL_RATE_PERCENT"), d.cb_slow_call_rate_percent)?,
+            cb_slow_call_rate_percent: parse(
+                &name("CB_SLOW_CALL_RATE_PERCENT"),
+                d.cb_slow_call_rate_percent,
+            )?,
             cb_minimum_calls: parse(&name("CB_MINIMUM_CALLS"), d.cb_minimum_calls)?,
             cb_window_secs: parse(&name("CB_WINDOW_SECONDS"), d.cb_window_secs)?,
             cb_open_ms: parse(&name("CB_OPEN_MS"), d.cb_open_ms)?,
@@ -117,7 +125,9 @@ impl GrpcClientSettings {
 
     /// The slow-call threshold: as configured, or 80 % of the deadline.
     pub fn slow_call_ms(&self) -> u64 {
-        self.cb_slow_call_ms.unwrap_or(self.timeout_ms * 4 / 5).max(1)
+        self.cb_slow_call_ms
+            .unwrap_or(self.timeout_ms * 4 / 5)
+            .max(1)
     }
 
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
@@ -134,7 +144,9 @@ impl GrpcClientSettings {
         if self.retry_backoff_ms > self.retry_max_backoff_ms {
             return bad("RETRY_BACKOFF_MS must not exceed RETRY_MAX_BACKOFF_MS");
         }
-        if !(1..=100).contains(&self.cb_failure_rate_percent) || !(1..=100).contains(&self.cb_slow_call_rate_percent) {
+        if !(1..=100).contains(&self.cb_failure_rate_percent)
+            || !(1..=100).contains(&self.cb_slow_call_rate_percent)
+        {
             return bad("CB_FAILURE_RATE_PERCENT and CB_SLOW_CALL_RATE_PERCENT must be 1-100");
         }
         if self.cb_slow_call_ms == Some(0) {
@@ -254,10 +266,14 @@ impl Config {
             return Err("HOLD_TTL_SECONDS must be 1-3600".into());
         }
         if self.idempotency_ttl_secs < 1 || self.idempotency_lease_secs < 1 {
-            return Err("IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into());
+            return Err(
+                "IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into(),
+            );
         }
         if !(1..=10).contains(&self.outbox.batch_size) {
-            return Err("OUTBOX_BATCH_SIZE must be 1-10 (PutEvents takes at most 10 entries)".into());
+            return Err(
+                "OUTBOX_BATCH_SIZE must be 1-10 (PutEvents takes at most 10 entries)".into(),
+            );
         }
         if self.outbox.max_attempts == 0 {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
@@ -266,7 +282,9 @@ impl Config {
         self.payment_client.validate("PAYMENT")?;
         if self.profile == Profile::Prod {
             if self.jwt_dev_secret.is_some() {
-                return Err("the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into());
+                return Err(
+                    "the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into(),
+                );
             }
             if self.jwt_issuer_uri.is_none() {
                 return Err("the prod profile needs JWT_ISSUER_URI (an OIDC issuer)".into());
@@ -282,7 +300,10 @@ mod tests {
 
     #[test]
     fn prod_refuses_the_dev_key_and_needs_an_issuer() {
-        let mut c = Config { profile: Profile::Prod, ..Config::default() };
+        let mut c = Config {
+            profile: Profile::Prod,
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().contains("JWT_ISSUER_URI"));
         c.jwt_issuer_uri = Some("https://issuer.example".into());
         c.jwt_dev_secret = Some("dev".into());
@@ -307,15 +328,39 @@ mod tests {
         assert_eq!(c.inventory_client.slow_call_ms(), 200);
         assert!(c.inventory_grpc_address.is_none() && c.payment_grpc_address.is_none());
         let bad = [
-            GrpcClientSettings { timeout_ms: 0, ..Default::default() },
-            GrpcClientSettings { max_concurrent: 0, ..Default::default() },
-            GrpcClientSettings { retry_max_attempts: 0, ..Default::default() },
-            GrpcClientSettings { cb_failure_rate_percent: 0, ..Default::default() },
-            GrpcClientSettings { cb_half_open_calls: 0, ..Default::default() },
-            GrpcClientSettings { retry_backoff_ms: 100, retry_max_backoff_ms: 10, ..Default::default() },
+            GrpcClientSettings {
+                timeout_ms: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                max_concurrent: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                retry_max_attempts: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                cb_failure_rate_percent: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                cb_half_open_calls: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                retry_backoff_ms: 100,
+                retry_max_backoff_ms: 10,
+                ..Default::default()
+            },
         ];
         for s in bad {
-            let e = Config { inventory_client: s.clone(), ..Config::default() }.validate().unwrap_err();
+            let e = Config {
+                inventory_client: s.clone(),
+                ..Config::default()
+            }
+            .validate()
+            .unwrap_err();
             assert!(e.starts_with("INVENTORY_"), "{s:?}: {e}");
         }
     }

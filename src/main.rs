@@ -28,10 +28,15 @@ async fn serve() -> Result<(), String> {
     logging::init();
     let config = Config::from_env()?;
     let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
-async fn inventory(listen: std::net::SocketAddr, catalog: Option<std::path::PathBuf>) -> Result<(), String> {
+async fn inventory(
+    listen: std::net::SocketAddr,
+    catalog: Option<std::path::PathBuf>,
+) -> Result<(), String> {
     logging::init();
     let catalog = Catalog::load(catalog.as_deref())?;
     let events = catalog.events.len();
@@ -41,7 +46,13 @@ async fn inventory(listen: std::net::SocketAddr, catalog: Option<std::path::Path
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
     logging::init();
-    grpc_server("payment.v1.PaymentService", listen, local::payment_routes(PaymentGrpc), 0).await
+    grpc_server(
+        "payment.v1.PaymentService",
+        listen,
+        local::payment_routes(PaymentGrpc),
+        0,
+    )
+    .await
 }
 
 async fn grpc_server(
@@ -50,10 +61,14 @@ async fn grpc_server(
     routes: tonic::service::Routes,
     events: usize,
 ) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("bind {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, service, events, "gRPC server listening");
-    local::serve(listener, routes, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    local::serve(listener, routes, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(service, "stopped");
     Ok(())
 }

@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::jwt::Hs256Verifier;
 use crate::auth::{dev_key, TokenVerifier};
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::grpc::endpoint_uri;
 use crate::grpc::inventory_client::GrpcInventory;
 use crate::grpc::inventory_server::InventoryGrpc;
 use crate::grpc::local::{self, LocalServer};
 use crate::grpc::payment_client::GrpcPayments;
 use crate::grpc::payment_server::PaymentGrpc;
-use crate::grpc::endpoint_uri;
+use crate::http::{self, AppState};
 use crate::inventory::catalog::Catalog;
 use crate::inventory::Inventory;
 use crate::outbox::{EventSink, LogSink, OutboxRelay};
@@ -84,7 +84,10 @@ impl Dependencies {
     }
 
     /// The inventory and payment endpoints, starting the bundled servers for those not configured.
-    async fn grpc_endpoints(config: &Config, started: &mut Vec<LocalServer>) -> Result<(String, String), String> {
+    async fn grpc_endpoints(
+        config: &Config,
+        started: &mut Vec<LocalServer>,
+    ) -> Result<(String, String), String> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let inventory = match &config.inventory_grpc_address {
             Some(a) => endpoint_uri(a),
@@ -126,7 +129,9 @@ impl Application {
     pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self, String> {
         config.validate()?;
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
         let wake = Arc::new(Notify::new());
         let settings = ServiceSettings {
             hold_ttl: chrono::Duration::seconds(config.hold_ttl_secs),
@@ -141,7 +146,11 @@ impl Application {
             wake.clone(),
         ));
         let relay = OutboxRelay::new(deps.store, deps.sink, wake, config.outbox.clone());
-        let expiry = HoldExpiry::new(service.clone(), Duration::from_millis(config.expiry_interval_ms), config.expiry_batch);
+        let expiry = HoldExpiry::new(
+            service.clone(),
+            Duration::from_millis(config.expiry_interval_ms),
+            config.expiry_batch,
+        );
         let state = AppState {
             service,
             verifier: deps.verifier,
@@ -150,11 +159,20 @@ impl Application {
             store_kind: deps.store_kind,
             hold_ttl_secs: config.hold_ttl_secs,
         };
-        Ok(Self { listener, state, relay, expiry, local_servers: deps.local_servers })
+        Ok(Self {
+            listener,
+            state,
+            relay,
+            expiry,
+            local_servers: deps.local_servers,
+        })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     pub fn service(&self) -> Arc<ReservationService> {
@@ -163,7 +181,10 @@ impl Application {
 
     /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests, stop the
     /// sweeper, let the relay publish what is due, and stop the bundled gRPC servers.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(stop.clone()));
         let expiry = tokio::spawn(self.expiry.run(stop.clone()));
@@ -195,7 +216,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

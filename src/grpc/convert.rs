@@ -7,7 +7,10 @@ use super::proto::common::v1 as common;
 use crate::inventory::Seat;
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// `None` for a timestamp out of chrono's range or with invalid nanoseconds.
@@ -16,7 +19,10 @@ pub fn datetime(t: &Timestamp) -> Option<DateTime<Utc>> {
 }
 
 pub fn money(amount: i64, currency: &str) -> common::Money {
-    common::Money { amount, currency: currency.to_owned() }
+    common::Money {
+        amount,
+        currency: currency.to_owned(),
+    }
 }
 
 pub fn seat_to_wire(s: &Seat, status: common::SeatStatus) -> common::Seat {
@@ -32,16 +38,32 @@ pub fn seat_to_wire(s: &Seat, status: common::SeatStatus) -> common::Seat {
 
 pub fn seat_from_wire(s: common::Seat) -> Seat {
     let (price, currency) = s.price.map(|m| (m.amount, m.currency)).unwrap_or_default();
-    Seat { id: s.id, section: s.section, row: s.row, number: s.number, price, currency }
+    Seat {
+        id: s.id,
+        section: s.section,
+        row: s.row,
+        number: s.number,
+        price,
+        currency,
+    }
 }
 
 /// A business error for the `error` field of a response.
 pub fn error(code: common::ErrorCode, message: impl Into<String>) -> common::Error {
-    common::Error { code: code as i32, message: message.into(), trace_id: String::new(), details: vec![] }
+    common::Error {
+        code: code as i32,
+        message: message.into(),
+        trace_id: String::new(),
+        details: vec![],
+    }
 }
 
 pub fn detail(field: &str, reason: &str, value: &str) -> common::ErrorDetail {
-    common::ErrorDetail { field: field.into(), reason: reason.into(), value: value.into() }
+    common::ErrorDetail {
+        field: field.into(),
+        reason: reason.into(),
+        value: value.into(),
+    }
 }
 
 /// The error's code, `Unspecified` for a value this build does not know.
@@ -55,9 +77,17 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip_to_the_nanosecond() {
-        let t = DateTime::parse_from_rfc3339("2025-06-01T10:00:00.123456789Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2025-06-01T10:00:00.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(datetime(&timestamp(t)), Some(t));
-        assert_eq!(datetime(&Timestamp { seconds: 0, nanos: -1 }), None);
+        assert_eq!(
+            datetime(&Timestamp {
+                seconds: 0,
+                nanos: -1
+            }),
+            None
+        );
     }
 
     #[test]

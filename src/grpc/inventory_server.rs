@@ -14,12 +14,15 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, detail, error, seat_to_wire, timestamp};
 use super::proto::common::v1::{self as common, ErrorCode, SeatStatus};
-use super::proto::reservation::v1::inventory_service_server::{InventoryService, InventoryServiceServer};
+use super::proto::reservation::v1::inventory_service_server::{
+    InventoryService, InventoryServiceServer,
+};
 use super::proto::reservation::v1::*;
 use crate::inventory::catalog::Catalog;
 use crate::inventory::engine::{HoldState, SeatInventory, SectionCounts};
 use crate::inventory::{
-    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, ReleaseOutcome, ReleaseReason, ReleaseRequest, Seat,
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, ReleaseOutcome, ReleaseReason,
+    ReleaseRequest, Seat,
 };
 use crate::telemetry::trace;
 
@@ -74,7 +77,10 @@ fn wire(seats: &[Seat], status: SeatStatus) -> Vec<common::Seat> {
 
 impl InventoryGrpc {
     pub fn new(seats: Arc<SeatInventory>, catalog: Catalog) -> Self {
-        Self { seats, catalog: Arc::new(catalog) }
+        Self {
+            seats,
+            catalog: Arc::new(catalog),
+        }
     }
 
     pub fn from_catalog(catalog: Catalog) -> Self {
@@ -99,7 +105,11 @@ impl InventoryGrpc {
             .unwrap_or_default()
     }
 
-    pub fn reserve(&self, r: ReserveSeatRequest, now: DateTime<Utc>) -> Result<ReserveSeatResponse, Status> {
+    pub fn reserve(
+        &self,
+        r: ReserveSeatRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ReserveSeatResponse, Status> {
         required_id(&r.reservation_id, "reservation_id")?;
         let qty = required_quantity(r.quantity)?;
         let until = r
@@ -124,11 +134,26 @@ impl InventoryGrpc {
             Some(HoldState::Released) => HoldStatus::Released,
             Some(HoldState::Expired) => HoldStatus::Expired,
         };
-        let hold_id = if result.state.is_some() { hold_id(&req.reservation_id) } else { String::new() };
-        let mut out = ReserveSeatResponse { hold_id, status: status as i32, ..Default::default() };
+        let hold_id = if result.state.is_some() {
+            hold_id(&req.reservation_id)
+        } else {
+            String::new()
+        };
+        let mut out = ReserveSeatResponse {
+            hold_id,
+            status: status as i32,
+            ..Default::default()
+        };
         match result.outcome {
-            HoldOutcome::Held { seats, hold_expires_at } => {
-                let seat_status = if status == HoldStatus::Committed { SeatStatus::Sold } else { SeatStatus::Reserved };
+            HoldOutcome::Held {
+                seats,
+                hold_expires_at,
+            } => {
+                let seat_status = if status == HoldStatus::Committed {
+                    SeatStatus::Sold
+                } else {
+                    SeatStatus::Reserved
+                };
                 out.reserved_seats = wire(&seats, seat_status);
                 out.hold_expires_at = Some(timestamp(hold_expires_at));
             }
@@ -140,7 +165,10 @@ impl InventoryGrpc {
                     _ => ErrorCode::InventoryConflict,
                 };
                 let mut e = error(code, message);
-                e.details = seat_ids.iter().map(|id| detail("seat_ids", "SEAT_TAKEN", id)).collect();
+                e.details = seat_ids
+                    .iter()
+                    .map(|id| detail("seat_ids", "SEAT_TAKEN", id))
+                    .collect();
                 out.error = Some(e);
             }
             HoldOutcome::Invalid { field, message } => {
@@ -152,7 +180,11 @@ impl InventoryGrpc {
         Ok(out)
     }
 
-    pub fn commit(&self, r: CommitReservationRequest, now: DateTime<Utc>) -> Result<CommitReservationResponse, Status> {
+    pub fn commit(
+        &self,
+        r: CommitReservationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<CommitReservationResponse, Status> {
         required_id(&r.reservation_id, "reservation_id")?;
         let qty = required_quantity(r.quantity)?;
         let req = CommitRequest {
@@ -175,7 +207,10 @@ impl InventoryGrpc {
             },
             CommitOutcome::Expired => CommitReservationResponse {
                 status: CommitStatus::FailedExpired as i32,
-                error: Some(error(ErrorCode::ReservationExpired, "the hold ran out before the commit")),
+                error: Some(error(
+                    ErrorCode::ReservationExpired,
+                    "the hold ran out before the commit",
+                )),
                 ..Default::default()
             },
             CommitOutcome::Conflict { message } => CommitReservationResponse {
@@ -186,11 +221,16 @@ impl InventoryGrpc {
         })
     }
 
-    pub fn release(&self, r: ReleaseHoldRequest, now: DateTime<Utc>) -> Result<ReleaseHoldResponse, Status> {
+    pub fn release(
+        &self,
+        r: ReleaseHoldRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ReleaseHoldResponse, Status> {
         required_id(&r.reservation_id, "reservation_id")?;
         let qty = required_quantity(r.quantity)?;
-        let reason = ReleaseReason::parse(&r.reason)
-            .ok_or_else(|| Status::invalid_argument("reason must be EXPIRED, CANCELLED or FAILED_PAYMENT"))?;
+        let reason = ReleaseReason::parse(&r.reason).ok_or_else(|| {
+            Status::invalid_argument("reason must be EXPIRED, CANCELLED or FAILED_PAYMENT")
+        })?;
         let req = ReleaseRequest {
             reservation_id: r.reservation_id,
             event_id: r.event_id,
@@ -227,23 +267,45 @@ impl InventoryGrpc {
         })
     }
 
-    pub fn check(&self, r: CheckAvailabilityRequest, now: DateTime<Utc>) -> Result<CheckAvailabilityResponse, Status> {
+    pub fn check(
+        &self,
+        r: CheckAvailabilityRequest,
+        now: DateTime<Utc>,
+    ) -> Result<CheckAvailabilityResponse, Status> {
         let qty = required_quantity(r.quantity)?;
         let Some(counts) = self.seats.counts(&r.event_id, now) else {
             return Ok(CheckAvailabilityResponse {
-                error: Some(error(ErrorCode::NotFound, format!("no event {} in the inventory", r.event_id))),
+                error: Some(error(
+                    ErrorCode::NotFound,
+                    format!("no event {} in the inventory", r.event_id),
+                )),
                 ..Default::default()
             });
         };
-        let remaining: u32 =
-            counts.iter().filter(|c| r.section.is_empty() || c.section == r.section).map(|c| c.available).sum();
+        let remaining: u32 = counts
+            .iter()
+            .filter(|c| r.section.is_empty() || c.section == r.section)
+            .map(|c| c.available)
+            .sum();
         if !r.section.is_empty() && !counts.iter().any(|c| c.section == r.section) {
-            let mut e = error(ErrorCode::NotFound, format!("no section {} at this event", r.section));
+            let mut e = error(
+                ErrorCode::NotFound,
+                format!("no section {} at this event", r.section),
+            );
             e.details = vec![detail("section", "NOT_FOUND", &r.section)];
-            return Ok(CheckAvailabilityResponse { error: Some(e), ..Default::default() });
+            return Ok(CheckAvailabilityResponse {
+                error: Some(e),
+                ..Default::default()
+            });
         }
-        let (free, taken) = self.seats.available(&r.event_id, &r.seat_ids, now).unwrap_or_default();
-        let free: Vec<Seat> = free.into_iter().filter(|s| r.section.is_empty() || s.section == r.section).collect();
+        let (free, taken) = self
+            .seats
+            .available(&r.event_id, &r.seat_ids, now)
+            .unwrap_or_default();
+        let free: Vec<Seat> = free
+            .into_iter()
+            .filter(|s| r.section.is_empty() || s.section == r.section)
+            .collect();
         let available = if r.seat_ids.is_empty() {
             free.len() >= qty.max(1) as usize
         } else {
@@ -269,26 +331,41 @@ impl InventoryGrpc {
     ) -> Result<GetInventoryStatusResponse, Status> {
         let Some(counts) = self.seats.counts(&r.event_id, now) else {
             return Ok(GetInventoryStatusResponse {
-                error: Some(error(ErrorCode::NotFound, format!("no event {} in the inventory", r.event_id))),
+                error: Some(error(
+                    ErrorCode::NotFound,
+                    format!("no event {} in the inventory", r.event_id),
+                )),
                 ..Default::default()
             });
         };
         let currency = self.seats.currency(&r.event_id).unwrap_or_default();
         let event_total: u32 = counts.iter().map(|c| c.total).sum();
         let event_available: u32 = counts.iter().map(|c| c.available).sum();
-        let shown: Vec<&SectionCounts> =
-            counts.iter().filter(|c| r.section.is_empty() || c.section == r.section).collect();
+        let shown: Vec<&SectionCounts> = counts
+            .iter()
+            .filter(|c| r.section.is_empty() || c.section == r.section)
+            .collect();
         if shown.is_empty() {
-            let mut e = error(ErrorCode::NotFound, format!("no section {} at this event", r.section));
+            let mut e = error(
+                ErrorCode::NotFound,
+                format!("no section {} at this event", r.section),
+            );
             e.details = vec![detail("section", "NOT_FOUND", &r.section)];
-            return Ok(GetInventoryStatusResponse { error: Some(e), ..Default::default() });
+            return Ok(GetInventoryStatusResponse {
+                error: Some(e),
+                ..Default::default()
+            });
         }
         let sum = |f: fn(&SectionCounts) -> u32| shown.iter().map(|c| f(c)).sum::<u32>() as i32;
         let (total, available) = (sum(|c| c.total), sum(|c| c.available));
         Ok(GetInventoryStatusResponse {
             event: Some(common::Event {
                 id: r.event_id.clone(),
-                name: self.seats.event_name(&r.event_id).unwrap_or_default().to_owned(),
+                name: self
+                    .seats
+                    .event_name(&r.event_id)
+                    .unwrap_or_default()
+                    .to_owned(),
                 total_seats: event_total as i32,
                 remaining_seats: event_available as i32,
                 ..Default::default()
@@ -313,7 +390,11 @@ impl InventoryGrpc {
                 reserved_seats: sum(|c| c.reserved),
                 sold_seats: sum(|c| c.sold),
                 blocked_seats: 0,
-                availability_percentage: if total > 0 { available as f32 * 100.0 / total as f32 } else { 0.0 },
+                availability_percentage: if total > 0 {
+                    available as f32 * 100.0 / total as f32
+                } else {
+                    0.0
+                },
                 last_updated: Some(timestamp(now)),
             }),
             error: None,

@@ -29,7 +29,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown).await
+    Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 /// A server running in this process.
@@ -42,13 +45,24 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Bind `addr` (port 0: any free port) and serve `routes` in a background task.
-    pub async fn spawn(name: &'static str, addr: SocketAddr, routes: Routes) -> Result<Self, String> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("{name} gRPC server: bind {addr}: {e}"))?;
+    pub async fn spawn(
+        name: &'static str,
+        addr: SocketAddr,
+        routes: Routes,
+    ) -> Result<Self, String> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("{name} gRPC server: bind {addr}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let stop = CancellationToken::new();
         let handle = tokio::spawn(serve(listener, routes, stop.clone().cancelled_owned()));
         tracing::info!(target: "grpc", server = name, %addr, "bundled gRPC server listening");
-        Ok(Self { name, addr, stop, handle })
+        Ok(Self {
+            name,
+            addr,
+            stop,
+            handle,
+        })
     }
 
     /// `http://127.0.0.1:port`, for a client.
@@ -61,8 +75,12 @@ impl LocalServer {
         self.stop.cancel();
         match self.handle.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(target: "grpc", server = self.name, error = %e, "gRPC server failed"),
-            Err(e) => tracing::warn!(target: "grpc", server = self.name, error = %e, "gRPC server task failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(target: "grpc", server = self.name, error = %e, "gRPC server failed")
+            }
+            Err(e) => {
+                tracing::warn!(target: "grpc", server = self.name, error = %e, "gRPC server task failed")
+            }
         }
     }
 }

@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{error, money, timestamp};
 use super::proto::common::v1::ErrorCode;
 use super::proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
-use super::proto::payment::v1::{GetPaymentStatusRequest, GetPaymentStatusResponse, Payment, PaymentStatus};
+use super::proto::payment::v1::{
+    GetPaymentStatusRequest, GetPaymentStatusResponse, Payment, PaymentStatus,
+};
 use super::{HINT_AMOUNT, HINT_CURRENCY, HINT_RESERVATION_ID};
 use crate::payment::simulator::PaymentSimulator;
 use crate::payment::{PaymentQuery, PaymentState};
@@ -42,7 +44,10 @@ pub fn status_to_wire(s: PaymentState) -> PaymentStatus {
 }
 
 fn hint(m: &MetadataMap, name: &str) -> String {
-    m.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    m.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tonic::async_trait]
@@ -52,8 +57,11 @@ impl PaymentService for PaymentGrpc {
         request: Request<GetPaymentStatusRequest>,
     ) -> Result<Response<GetPaymentStatusResponse>, Status> {
         let m = request.metadata();
-        let (reservation_id, amount, currency) =
-            (hint(m, HINT_RESERVATION_ID), hint(m, HINT_AMOUNT), hint(m, HINT_CURRENCY));
+        let (reservation_id, amount, currency) = (
+            hint(m, HINT_RESERVATION_ID),
+            hint(m, HINT_AMOUNT),
+            hint(m, HINT_CURRENCY),
+        );
         let r = request.into_inner();
         let q = PaymentQuery {
             payment_intent_id: r.payment_intent_id,

@@ -42,7 +42,10 @@ pub enum PaymentError {
     #[error("payment deadline exceeded")]
     Timeout,
     #[error("payment unavailable: {message}")]
-    Unavailable { message: String, retry_after_secs: u64 },
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("payment failure: {0}")]
     Internal(String),
 }
@@ -55,7 +58,9 @@ pub trait Payments: Send + Sync + 'static {
 
 /// Why an intent does not pay for this reservation, or `Ok` if it does.
 pub fn approve(q: &PaymentQuery, rec: Option<&PaymentRecord>) -> Result<(), String> {
-    let Some(rec) = rec else { return Err("the payment intent is unknown".into()) };
+    let Some(rec) = rec else {
+        return Err("the payment intent is unknown".into());
+    };
     if rec.payment_intent_id != q.payment_intent_id {
         return Err("the payment service answered about another intent".into());
     }

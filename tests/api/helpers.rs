@@ -59,15 +59,25 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut opts = TestOptions { config: test_config(data_dir.path()), customize: None };
+    let mut opts = TestOptions {
+        config: test_config(data_dir.path()),
+        customize: None,
+    };
     f(&mut opts);
-    let mut deps = Dependencies::from_config(&opts.config).await.expect("dependencies");
-    let (inventory_endpoint, payment_endpoint) = (deps.inventory_endpoint.clone(), deps.payment_endpoint.clone());
+    let mut deps = Dependencies::from_config(&opts.config)
+        .await
+        .expect("dependencies");
+    let (inventory_endpoint, payment_endpoint) = (
+        deps.inventory_endpoint.clone(),
+        deps.payment_endpoint.clone(),
+    );
     if let Some(c) = opts.customize.take() {
         c(&mut deps);
     }
     let store = deps.store.clone();
-    let app = Application::build_with(opts.config, deps).await.expect("app builds");
+    let app = Application::build_with(opts.config, deps)
+        .await
+        .expect("app builds");
     let port = app.port();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
@@ -76,7 +86,10 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
         store,
         inventory_endpoint,
         payment_endpoint,
@@ -112,7 +125,13 @@ impl TestApp {
 
     /// Create and return the reservation id, asserting 201.
     pub async fn hold(&self, user: &str, event: &str, qty: u32) -> Value {
-        let r = self.create(user, &uuid::Uuid::new_v4().to_string(), &create_body(event, qty)).await;
+        let r = self
+            .create(
+                user,
+                &uuid::Uuid::new_v4().to_string(),
+                &create_body(event, qty),
+            )
+            .await;
         assert_eq!(r.status(), 201);
         r.json().await.unwrap()
     }
@@ -152,7 +171,11 @@ impl TestApp {
     }
 
     pub async fn event_types(&self, reservation_id: &str) -> Vec<&'static str> {
-        self.events(reservation_id).await.iter().map(|e| e.event_type.as_str()).collect()
+        self.events(reservation_id)
+            .await
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect()
     }
 
     /// Stop the app and wait for it to finish.
@@ -177,11 +200,25 @@ impl Drop for TestApp {
 /// Assert the contract's error envelope and return the body.
 pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "status");
-    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert!(ct.starts_with("application/json"), "content-type {ct:?}");
     let body: Value = r.json().await.expect("JSON body");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert_eq!(body["error"]["trace_id"].as_str().map(str::len), Some(32), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{body}"
+    );
     body
 }
