@@ -34,8 +34,11 @@ pub fn load_or_create(env_secret: Option<&str>, data_dir: &Path) -> Result<Vec<u
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    f.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut f = opts
+        .open(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    f.write_all(key.as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(key.into_bytes())
 }
 
@@ -50,6 +53,9 @@ mod tests {
         let b = load_or_create(None, dir.path()).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
-        assert_eq!(load_or_create(Some("explicit"), dir.path()).unwrap(), b"explicit");
+        assert_eq!(
+            load_or_create(Some("explicit"), dir.path()).unwrap(),
+            b"explicit"
+        );
     }
 }

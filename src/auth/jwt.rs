@@ -1,7 +1,9 @@
 //! HS256 tokens with the development key: `exp` required, 60 s leeway, `sub` is the user.
 
 use async_trait::async_trait;
-use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{AuthError, TokenVerifier};
@@ -29,17 +31,21 @@ impl Hs256Verifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 60;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key: DecodingKey::from_secret(secret), validation }
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 }
 
 #[async_trait]
 impl TokenVerifier for Hs256Verifier {
     async fn verify(&self, token: &str) -> Result<String, AuthError> {
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            _ => AuthError::Invalid,
-        })?;
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })?;
         if data.claims.sub.is_empty() {
             return Err(AuthError::Invalid);
         }
@@ -50,8 +56,18 @@ impl TokenVerifier for Hs256Verifier {
 /// A development token for `sub`, valid `ttl_secs` from now.
 pub fn mint(secret: &[u8], sub: &str, ttl_secs: i64) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims { sub: sub.into(), exp: now + ttl_secs, iat: Some(now), iss: Some(DEV_ISSUER.into()) };
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).expect("HS256 encoding")
+    let claims = Claims {
+        sub: sub.into(),
+        exp: now + ttl_secs,
+        iat: Some(now),
+        iss: Some(DEV_ISSUER.into()),
+    };
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 encoding")
 }
 
 #[cfg(test)]
@@ -61,14 +77,23 @@ mod tests {
     #[tokio::test]
     async fn a_minted_token_verifies_to_its_subject() {
         let v = Hs256Verifier::new(b"secret");
-        assert_eq!(v.verify(&mint(b"secret", "u123", 3600)).await, Ok("u123".into()));
+        assert_eq!(
+            v.verify(&mint(b"secret", "u123", 3600)).await,
+            Ok("u123".into())
+        );
     }
 
     #[tokio::test]
     async fn wrong_key_expired_and_garbage_are_refused() {
         let v = Hs256Verifier::new(b"secret");
-        assert_eq!(v.verify(&mint(b"other", "u1", 3600)).await, Err(AuthError::Invalid));
-        assert_eq!(v.verify(&mint(b"secret", "u1", -120)).await, Err(AuthError::Expired));
+        assert_eq!(
+            v.verify(&mint(b"other", "u1", 3600)).await,
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            v.verify(&mint(b"secret", "u1", -120)).await,
+            Err(AuthError::Expired)
+        );
         // Within the 60 s leeway an expired token still passes.
         assert!(v.verify(&mint(b"secret", "u1", -30)).await.is_ok());
         assert_eq!(v.verify("not.a.jwt").await, Err(AuthError::Invalid));
@@ -80,7 +105,12 @@ mod tests {
         struct NoExp {
             sub: String,
         }
-        let t = encode(&Header::new(Algorithm::HS256), &NoExp { sub: "u".into() }, &EncodingKey::from_secret(b"s")).unwrap();
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &NoExp { sub: "u".into() },
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap();
         assert!(Hs256Verifier::new(b"s").verify(&t).await.is_err());
     }
 }

@@ -29,9 +29,14 @@ impl EventType {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::HoldCreated, Self::Confirmed, Self::Cancelled, Self::HoldExpired]
-            .into_iter()
-            .find(|t| t.as_str() == s)
+        [
+            Self::HoldCreated,
+            Self::Confirmed,
+            Self::Cancelled,
+            Self::HoldExpired,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 
@@ -160,8 +165,20 @@ mod tests {
         };
         let e = OutboxEvent::for_reservation(EventType::Confirmed, &r, Some(&order), "t1", now);
         for field in [
-            "id", "type", "occurred_at", "trace_id", "reservation_id", "event_id", "user_id", "qty",
-            "seat_ids", "status", "hold_expires_at", "order_id", "payment_intent_id", "total_amount",
+            "id",
+            "type",
+            "occurred_at",
+            "trace_id",
+            "reservation_id",
+            "event_id",
+            "user_id",
+            "qty",
+            "seat_ids",
+            "status",
+            "hold_expires_at",
+            "order_id",
+            "payment_intent_id",
+            "total_amount",
         ] {
             assert!(e.detail.get(field).is_some(), "missing {field}");
         }
@@ -174,7 +191,8 @@ mod tests {
     #[test]
     fn a_claimed_event_is_claimable_again_only_after_its_lease() {
         let now = Utc::now();
-        let mut e = OutboxEvent::for_reservation(EventType::HoldCreated, &hold(now), None, "t", now);
+        let mut e =
+            OutboxEvent::for_reservation(EventType::HoldCreated, &hold(now), None, "t", now);
         assert!(e.detail.get("order_id").is_none());
         e.status = OutboxStatus::Claimed;
         e.lease_until = Some(now + chrono::Duration::seconds(5));

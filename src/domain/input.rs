@@ -24,7 +24,9 @@ pub struct ConfirmInput {
 }
 
 fn is_event_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn is_seat_id(s: &str) -> bool {
@@ -37,7 +39,11 @@ fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, FieldErrors> 
 }
 
 /// An optional string field: absent and `null` are both "not given".
-fn opt_string(map: &serde_json::Map<String, Value>, name: &str, errors: &mut FieldErrors) -> Option<String> {
+fn opt_string(
+    map: &serde_json::Map<String, Value>,
+    name: &str,
+    errors: &mut FieldErrors,
+) -> Option<String> {
     match map.get(name) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -48,13 +54,20 @@ fn opt_string(map: &serde_json::Map<String, Value>, name: &str, errors: &mut Fie
     }
 }
 
-fn qty_field(map: &serde_json::Map<String, Value>, name: &str, errors: &mut FieldErrors) -> Option<u32> {
+fn qty_field(
+    map: &serde_json::Map<String, Value>,
+    name: &str,
+    errors: &mut FieldErrors,
+) -> Option<u32> {
     match map.get(name) {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(n) if (1..=u64::from(MAX_QTY)).contains(&n) => Some(n as u32),
             _ => {
-                errors.insert(name.to_owned(), format!("must be an integer from 1 to {MAX_QTY}"));
+                errors.insert(
+                    name.to_owned(),
+                    format!("must be an integer from 1 to {MAX_QTY}"),
+                );
                 Some(0)
             }
         },
@@ -70,10 +83,15 @@ impl CreateInput {
         match &event_id {
             Some(id) if is_event_id(id) => {}
             Some(_) => {
-                errors.insert("event_id".into(), "must be 1-64 characters of [A-Za-z0-9_-]".into());
+                errors.insert(
+                    "event_id".into(),
+                    "must be 1-64 characters of [A-Za-z0-9_-]".into(),
+                );
             }
             None => {
-                errors.entry("event_id".into()).or_insert_with(|| "is required".into());
+                errors
+                    .entry("event_id".into())
+                    .or_insert_with(|| "is required".into());
             }
         }
 
@@ -81,7 +99,10 @@ impl CreateInput {
         let quantity = qty_field(map, "quantity", &mut errors);
         let qty = match (qty, quantity) {
             (Some(a), Some(b)) if a != b && a != 0 && b != 0 => {
-                errors.insert("quantity".into(), "differs from qty; send one of them".into());
+                errors.insert(
+                    "quantity".into(),
+                    "differs from qty; send one of them".into(),
+                );
                 0
             }
             (Some(a), _) => a,
@@ -95,14 +116,23 @@ impl CreateInput {
         let seat_ids = match map.get("seat_ids") {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => {
-                let ids: Vec<String> = items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+                let ids: Vec<String> = items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
                 let distinct: HashSet<&str> = ids.iter().map(String::as_str).collect();
                 if ids.len() != items.len() || !ids.iter().all(|s| is_seat_id(s)) {
-                    errors.insert("seat_ids".into(), "each id must be 1-32 characters of [A-Za-z0-9-]".into());
+                    errors.insert(
+                        "seat_ids".into(),
+                        "each id must be 1-32 characters of [A-Za-z0-9-]".into(),
+                    );
                 } else if distinct.len() != ids.len() {
                     errors.insert("seat_ids".into(), "must not repeat a seat".into());
                 } else if qty != 0 && ids.len() != qty as usize {
-                    errors.insert("seat_ids".into(), format!("must hold exactly qty ({qty}) ids"));
+                    errors.insert(
+                        "seat_ids".into(),
+                        format!("must hold exactly qty ({qty}) ids"),
+                    );
                 }
                 Some(ids)
             }
@@ -134,13 +164,17 @@ impl ConfirmInput {
         let mut errors = FieldErrors::new();
         let id = opt_string(map, "payment_intent_id", &mut errors);
         match id {
-            Some(id) if (1..=128).contains(&id.chars().count()) => Ok(Self { payment_intent_id: id }),
+            Some(id) if (1..=128).contains(&id.chars().count()) => Ok(Self {
+                payment_intent_id: id,
+            }),
             Some(_) => Err(FieldErrors::from([(
                 "payment_intent_id".to_owned(),
                 "must be 1-128 characters".to_owned(),
             )])),
             None => {
-                errors.entry("payment_intent_id".into()).or_insert_with(|| "is required".into());
+                errors
+                    .entry("payment_intent_id".into())
+                    .or_insert_with(|| "is required".into());
                 Err(errors)
             }
         }
@@ -154,29 +188,46 @@ mod tests {
 
     #[test]
     fn a_good_create_parses() {
-        let c = CreateInput::parse(&json!({"event_id":"evt_2025_1001","qty":2,"seat_ids":["A-1","A-2"],"extra":1}))
-            .unwrap();
+        let c = CreateInput::parse(
+            &json!({"event_id":"evt_2025_1001","qty":2,"seat_ids":["A-1","A-2"],"extra":1}),
+        )
+        .unwrap();
         assert_eq!(c.qty, 2);
         assert_eq!(c.seat_ids.unwrap(), vec!["A-1", "A-2"]);
     }
 
     #[test]
     fn quantity_is_an_alias_and_must_agree() {
-        assert_eq!(CreateInput::parse(&json!({"event_id":"e","quantity":3})).unwrap().qty, 3);
-        assert_eq!(CreateInput::parse(&json!({"event_id":"e","quantity":3,"qty":3})).unwrap().qty, 3);
+        assert_eq!(
+            CreateInput::parse(&json!({"event_id":"e","quantity":3}))
+                .unwrap()
+                .qty,
+            3
+        );
+        assert_eq!(
+            CreateInput::parse(&json!({"event_id":"e","quantity":3,"qty":3}))
+                .unwrap()
+                .qty,
+            3
+        );
         let e = CreateInput::parse(&json!({"event_id":"e","quantity":3,"qty":2})).unwrap_err();
         assert!(e.contains_key("quantity"));
     }
 
     #[test]
     fn every_bad_field_is_named() {
-        let e = CreateInput::parse(&json!({"event_id":"bad id!","qty":11,"seat_ids":"A-1","user_id":5})).unwrap_err();
+        let e = CreateInput::parse(
+            &json!({"event_id":"bad id!","qty":11,"seat_ids":"A-1","user_id":5}),
+        )
+        .unwrap_err();
         for f in ["event_id", "qty", "seat_ids", "user_id"] {
             assert!(e.contains_key(f), "{f} not reported in {e:?}");
         }
         let e = CreateInput::parse(&json!({})).unwrap_err();
         assert!(e.contains_key("event_id") && e.contains_key("qty"));
-        assert!(CreateInput::parse(&json!([1])).unwrap_err().contains_key("body"));
+        assert!(CreateInput::parse(&json!([1]))
+            .unwrap_err()
+            .contains_key("body"));
     }
 
     #[test]
@@ -189,14 +240,20 @@ mod tests {
             json!({"event_id":"e","qty":1,"seat_ids":["123456789012345678901234567890123"]}),
         ];
         for b in bad {
-            assert!(CreateInput::parse(&b).unwrap_err().contains_key("seat_ids"), "{b}");
+            assert!(
+                CreateInput::parse(&b).unwrap_err().contains_key("seat_ids"),
+                "{b}"
+            );
         }
     }
 
     #[test]
     fn qty_bounds_and_types() {
         for q in [json!(0), json!(11), json!(-1), json!(1.5), json!("2")] {
-            assert!(CreateInput::parse(&json!({"event_id":"e","qty":q})).is_err(), "{q}");
+            assert!(
+                CreateInput::parse(&json!({"event_id":"e","qty":q})).is_err(),
+                "{q}"
+            );
         }
         assert!(CreateInput::parse(&json!({"event_id":"e","qty":10})).is_ok());
     }
@@ -206,6 +263,11 @@ mod tests {
         assert!(ConfirmInput::parse(&json!({})).is_err());
         assert!(ConfirmInput::parse(&json!({"payment_intent_id":""})).is_err());
         assert!(ConfirmInput::parse(&json!({"payment_intent_id":"x".repeat(129)})).is_err());
-        assert_eq!(ConfirmInput::parse(&json!({"payment_intent_id":"pay_1"})).unwrap().payment_intent_id, "pay_1");
+        assert_eq!(
+            ConfirmInput::parse(&json!({"payment_intent_id":"pay_1"}))
+                .unwrap()
+                .payment_intent_id,
+            "pay_1"
+        );
     }
 }

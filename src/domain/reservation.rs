@@ -119,7 +119,11 @@ impl Reservation {
         }
     }
 
-    pub fn plan_cancel(&self, user_id: &str, now: DateTime<Utc>) -> Result<CancelPlan, TransitionError> {
+    pub fn plan_cancel(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CancelPlan, TransitionError> {
         self.ensure_owner(user_id)?;
         match self.effective_status(now) {
             ReservationStatus::Hold => Ok(CancelPlan::Proceed),
@@ -130,9 +134,16 @@ impl Reservation {
     }
 
     /// The next version of this reservation in state `to`. Only a HOLD moves.
-    pub fn transitioned(&self, to: ReservationStatus, now: DateTime<Utc>) -> Result<Self, TransitionError> {
+    pub fn transitioned(
+        &self,
+        to: ReservationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
         if self.status != ReservationStatus::Hold || to == ReservationStatus::Hold {
-            return Err(TransitionError::InvalidState(self.status.as_str(), "changed"));
+            return Err(TransitionError::InvalidState(
+                self.status.as_str(),
+                "changed",
+            ));
         }
         let mut next = self.clone();
         next.status = to;
@@ -184,14 +195,20 @@ pub(crate) mod tests {
         let now = Utc::now();
         let r = hold(now);
         assert_eq!(r.effective_status(now), ReservationStatus::Hold);
-        assert_eq!(r.effective_status(r.hold_expires_at), ReservationStatus::Expired);
+        assert_eq!(
+            r.effective_status(r.hold_expires_at),
+            ReservationStatus::Expired
+        );
     }
 
     #[test]
     fn only_the_owner_may_confirm_or_cancel() {
         let now = Utc::now();
         let r = hold(now);
-        assert_eq!(r.plan_confirm("u2", "pay", now), Err(TransitionError::NotOwner));
+        assert_eq!(
+            r.plan_confirm("u2", "pay", now),
+            Err(TransitionError::NotOwner)
+        );
         assert_eq!(r.plan_cancel("u2", now), Err(TransitionError::NotOwner));
     }
 
@@ -200,7 +217,10 @@ pub(crate) mod tests {
         let now = Utc::now();
         let r = hold(now);
         let late = r.hold_expires_at + Duration::seconds(1);
-        assert_eq!(r.plan_confirm("u1", "pay", late), Err(TransitionError::Expired));
+        assert_eq!(
+            r.plan_confirm("u1", "pay", late),
+            Err(TransitionError::Expired)
+        );
         assert_eq!(r.plan_cancel("u1", late), Err(TransitionError::Expired));
     }
 
@@ -211,20 +231,40 @@ pub(crate) mod tests {
         assert_eq!(c.version, 2);
         assert_eq!(
             c.plan_confirm("u1", "pay_1", now),
-            Ok(ConfirmPlan::AlreadyConfirmed { order_id: "ord_1".into() })
+            Ok(ConfirmPlan::AlreadyConfirmed {
+                order_id: "ord_1".into()
+            })
         );
-        assert!(matches!(c.plan_confirm("u1", "pay_2", now), Err(TransitionError::InvalidState(..))));
-        assert!(matches!(c.plan_cancel("u1", now), Err(TransitionError::InvalidState(..))));
+        assert!(matches!(
+            c.plan_confirm("u1", "pay_2", now),
+            Err(TransitionError::InvalidState(..))
+        ));
+        assert!(matches!(
+            c.plan_cancel("u1", now),
+            Err(TransitionError::InvalidState(..))
+        ));
     }
 
     #[test]
     fn nothing_leaves_a_final_state() {
         let now = Utc::now();
-        let cancelled = hold(now).transitioned(ReservationStatus::Cancelled, now).unwrap();
-        assert_eq!(cancelled.plan_cancel("u1", now), Ok(CancelPlan::AlreadyCancelled));
-        for to in [ReservationStatus::Confirmed, ReservationStatus::Expired, ReservationStatus::Cancelled] {
+        let cancelled = hold(now)
+            .transitioned(ReservationStatus::Cancelled, now)
+            .unwrap();
+        assert_eq!(
+            cancelled.plan_cancel("u1", now),
+            Ok(CancelPlan::AlreadyCancelled)
+        );
+        for to in [
+            ReservationStatus::Confirmed,
+            ReservationStatus::Expired,
+            ReservationStatus::Cancelled,
+        ] {
             assert!(cancelled.transitioned(to, now).is_err());
         }
-        assert!(matches!(cancelled.plan_confirm("u1", "p", now), Err(TransitionError::InvalidState(..))));
+        assert!(matches!(
+            cancelled.plan_confirm("u1", "p", now),
+            Err(TransitionError::InvalidState(..))
+        ));
     }
 }

@@ -12,8 +12,16 @@ use super::AppState;
 
 fn health_response(up: bool, components: serde_json::Value) -> Response {
     let status = if up { "UP" } else { "DOWN" };
-    let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "status": status, "components": components }))).into_response()
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({ "status": status, "components": components })),
+    )
+        .into_response()
 }
 
 async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {

@@ -15,7 +15,10 @@ use crate::telemetry::trace::{self, RequestContext};
 
 pub async fn request_context(req: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
-    let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
     let ctx = Arc::new(RequestContext::from_traceparent(traceparent));
     let method = req.method().clone();
     let route = req

@@ -20,11 +20,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     pub fn validation(message: impl Into<String>, details: FieldErrors) -> Self {
-        Self { details: Some(details), ..Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message) }
+        Self {
+            details: Some(details),
+            ..Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+        }
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
@@ -40,7 +49,11 @@ impl ApiError {
     }
 
     pub fn idempotency_conflict() -> Self {
-        Self::new(StatusCode::CONFLICT, "IDEMPOTENCY_CONFLICT", "this Idempotency-Key was used for a different request")
+        Self::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_CONFLICT",
+            "this Idempotency-Key was used for a different request",
+        )
     }
 
     pub fn idempotency_in_flight() -> Self {
@@ -55,18 +68,34 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        )
     }
 
     /// The envelope for a status that reached us without one (router, panic, layer).
     pub fn for_status(status: StatusCode) -> Self {
         match status.as_u16() {
             404 => Self::new(status, "NOT_FOUND", "no such route"),
-            405 => Self::new(status, "METHOD_NOT_ALLOWED", "method not allowed on this route"),
+            405 => Self::new(
+                status,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            ),
             413 => Self::new(status, "VALIDATION_ERROR", "the body is over 64 KiB"),
-            415 => Self::new(status, "VALIDATION_ERROR", "Content-Type must be application/json"),
+            415 => Self::new(
+                status,
+                "VALIDATION_ERROR",
+                "Content-Type must be application/json",
+            ),
             401 => Self::unauthenticated("authentication required"),
-            408 | 504 => Self::new(StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT", "the request timed out"),
+            408 | 504 => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UPSTREAM_TIMEOUT",
+                "the request timed out",
+            ),
             s if s < 500 => Self::new(status, "VALIDATION_ERROR", "bad request"),
             _ => Self::internal(),
         }
@@ -86,7 +115,10 @@ impl ApiError {
 
     /// The answer as stored for idempotent replay.
     pub fn to_stored(&self) -> StoredResponse {
-        StoredResponse { status: self.status.as_u16(), body: self.body() }
+        StoredResponse {
+            status: self.status.as_u16(),
+            body: self.body(),
+        }
     }
 }
 
@@ -101,10 +133,16 @@ impl From<ServiceError> for ApiError {
             ServiceError::Expired => Self::new(S::CONFLICT, "RESERVATION_EXPIRED", msg),
             ServiceError::InvalidState(_) => Self::new(S::CONFLICT, "INVALID_STATE", msg),
             ServiceError::InventoryConflict(_) => Self::new(S::CONFLICT, "INVENTORY_CONFLICT", msg),
-            ServiceError::PaymentNotApproved(_) => Self::new(S::PRECONDITION_FAILED, "PAYMENT_NOT_APPROVED", msg),
+            ServiceError::PaymentNotApproved(_) => {
+                Self::new(S::PRECONDITION_FAILED, "PAYMENT_NOT_APPROVED", msg)
+            }
             ServiceError::IdempotencyInFlight => Self::idempotency_in_flight(),
-            ServiceError::UpstreamTimeout(_) => Self::new(S::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT", msg),
-            ServiceError::UpstreamUnavailable { retry_after_secs, .. } => Self {
+            ServiceError::UpstreamTimeout(_) => {
+                Self::new(S::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT", msg)
+            }
+            ServiceError::UpstreamUnavailable {
+                retry_after_secs, ..
+            } => Self {
                 retry_after: Some(retry_after_secs.max(1)),
                 ..Self::new(S::SERVICE_UNAVAILABLE, "UPSTREAM_UNAVAILABLE", msg)
             },
@@ -118,7 +156,10 @@ impl From<ServiceError> for ApiError {
 
 pub fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 

@@ -26,12 +26,22 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthenticated(AuthError::Missing.to_string()))?;
-        let user_id = state.verifier.verify(token).await.map_err(|e| ApiError::unauthenticated(e.to_string()))?;
-        Ok(Self(Caller { user_id, trace_id: trace::current_trace_id() }))
+        let user_id = state
+            .verifier
+            .verify(token)
+            .await
+            .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+        Ok(Self(Caller {
+            user_id,
+            trace_id: trace::current_trace_id(),
+        }))
     }
 }
 
@@ -71,7 +81,11 @@ impl<S: Send + Sync, const EMPTY_OK: bool> FromRequest<S> for JsonBody<EMPTY_OK>
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, _: &S) -> Result<Self, ApiError> {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let declared_len = req
             .headers()
             .get(header::CONTENT_LENGTH)

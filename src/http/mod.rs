@@ -51,7 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/actuator/health/liveness", get(actuator::liveness))
         .route("/actuator/health/readiness", get(actuator::readiness))
         .route("/actuator/info", get(actuator::info))
-        .route("/swagger-ui.html", get(|| async { Redirect::temporary("/swagger-ui/") }))
+        .route(
+            "/swagger-ui.html",
+            get(|| async { Redirect::temporary("/swagger-ui/") }),
+        )
         .merge(SwaggerUi::new("/swagger-ui").url("/v3/api-docs", docs::ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

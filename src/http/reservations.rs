@@ -65,14 +65,20 @@ fn stored(r: StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(status, r.body);
     if replayed {
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     resp
 }
 
 /// CONTRACT §4 around one use case. The work runs in its own task, so a client that hangs up
 /// cannot leave a hold without its reservation or a key stuck IN_PROGRESS.
-async fn idempotent<F, Fut>(service: Arc<ReservationService>, scoped_key: String, fingerprint: String, work: F) -> Response
+async fn idempotent<F, Fut>(
+    service: Arc<ReservationService>,
+    scoped_key: String,
+    fingerprint: String,
+    work: F,
+) -> Response
 where
     F: FnOnce(Arc<ReservationService>, IdempotencyTicket) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Reply, ServiceError>> + Send + 'static,
@@ -108,7 +114,9 @@ where
         Some(ctx) => tokio::spawn(trace::scope(ctx, task)),
         None => tokio::spawn(task),
     };
-    handle.await.unwrap_or_else(|_| ApiError::internal().into_response())
+    handle
+        .await
+        .unwrap_or_else(|_| ApiError::internal().into_response())
 }
 
 fn validation(details: crate::domain::FieldErrors) -> ApiError {
@@ -143,9 +151,12 @@ pub async fn create(
     state.service.check_create(&caller, &input)?;
     let fp = fingerprint("POST", "/v1/reservations", &[], &body);
     let scoped = key.scoped(&caller.user_id);
-    Ok(idempotent(state.service.clone(), scoped, fp, move |svc, ticket| async move {
-        svc.create(&caller, &input, key.as_str(), &ticket).await
-    })
+    Ok(idempotent(
+        state.service.clone(),
+        scoped,
+        fp,
+        move |svc, ticket| async move { svc.create(&caller, &input, key.as_str(), &ticket).await },
+    )
     .await)
 }
 
@@ -204,9 +215,12 @@ pub async fn confirm(
     let input = ConfirmInput::parse(&body).map_err(validation)?;
     let fp = fingerprint("POST", "/v1/reservations/{id}/confirm", &[&id], &body);
     let scoped = key.scoped(&caller.user_id);
-    Ok(idempotent(state.service.clone(), scoped, fp, move |svc, ticket| async move {
-        svc.confirm(&caller, &id, &input, &ticket).await
-    })
+    Ok(idempotent(
+        state.service.clone(),
+        scoped,
+        fp,
+        move |svc, ticket| async move { svc.confirm(&caller, &id, &input, &ticket).await },
+    )
     .await)
 }
 
@@ -239,8 +253,11 @@ pub async fn cancel(
     trace::note_reservation(&id);
     let fp = fingerprint("POST", "/v1/reservations/{id}/cancel", &[&id], &body);
     let scoped = key.scoped(&caller.user_id);
-    Ok(idempotent(state.service.clone(), scoped, fp, move |svc, ticket| async move {
-        svc.cancel(&caller, &id, &ticket).await
-    })
+    Ok(idempotent(
+        state.service.clone(),
+        scoped,
+        fp,
+        move |svc, ticket| async move { svc.cancel(&caller, &id, &ticket).await },
+    )
     .await)
 }

@@ -14,7 +14,8 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Option<Self> {
-        ((1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic())).then(|| Self(raw.to_owned()))
+        ((1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -35,7 +36,10 @@ impl IdempotencyKey {
 /// SHA-256 of method, route template, path parameters and the canonical JSON body.
 pub fn fingerprint(method: &str, route: &str, path_params: &[&str], body: &Value) -> String {
     let mut h = Sha256::new();
-    for part in [method, route].into_iter().chain(path_params.iter().copied()) {
+    for part in [method, route]
+        .into_iter()
+        .chain(path_params.iter().copied())
+    {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -58,7 +62,10 @@ pub struct StoredResponse {
 
 impl StoredResponse {
     pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
-        Self { status, body: serde_json::to_string(value).unwrap_or_else(|_| "{}".into()) }
+        Self {
+            status,
+            body: serde_json::to_string(value).unwrap_or_else(|_| "{}".into()),
+        }
     }
 }
 
@@ -148,15 +155,38 @@ mod tests {
         assert_ne!(k.scoped("u1"), k.scoped("u2"));
         assert_eq!(k.scoped("u1"), k.scoped("u1"));
         // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(IdempotencyKey::parse("c").unwrap().scoped("ab"), IdempotencyKey::parse("bc").unwrap().scoped("a"));
+        assert_ne!(
+            IdempotencyKey::parse("c").unwrap().scoped("ab"),
+            IdempotencyKey::parse("bc").unwrap().scoped("a")
+        );
     }
 
     #[test]
     fn fingerprint_ignores_key_order_but_not_content() {
-        let a = fingerprint("POST", "/v1/reservations", &[], &json!({"qty":1,"event_id":"e"}));
-        let b = fingerprint("POST", "/v1/reservations", &[], &json!({"event_id":"e","qty":1}));
-        let c = fingerprint("POST", "/v1/reservations", &[], &json!({"event_id":"e","qty":2}));
-        let d = fingerprint("POST", "/v1/reservations/{id}/confirm", &["rsv_1"], &json!({"event_id":"e","qty":1}));
+        let a = fingerprint(
+            "POST",
+            "/v1/reservations",
+            &[],
+            &json!({"qty":1,"event_id":"e"}),
+        );
+        let b = fingerprint(
+            "POST",
+            "/v1/reservations",
+            &[],
+            &json!({"event_id":"e","qty":1}),
+        );
+        let c = fingerprint(
+            "POST",
+            "/v1/reservations",
+            &[],
+            &json!({"event_id":"e","qty":2}),
+        );
+        let d = fingerprint(
+            "POST",
+            "/v1/reservations/{id}/confirm",
+            &["rsv_1"],
+            &json!({"event_id":"e","qty":1}),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
@@ -176,8 +206,17 @@ mod tests {
         assert_eq!(r.judge("h", now), Some(Begin::InFlight));
         assert_eq!(r.judge("other", now), Some(Begin::Conflict));
         r.status = RecordStatus::Completed;
-        r.response = Some(StoredResponse { status: 201, body: "{}".into() });
-        assert_eq!(r.judge("h", now), Some(Begin::Replay(StoredResponse { status: 201, body: "{}".into() })));
+        r.response = Some(StoredResponse {
+            status: 201,
+            body: "{}".into(),
+        });
+        assert_eq!(
+            r.judge("h", now),
+            Some(Begin::Replay(StoredResponse {
+                status: 201,
+                body: "{}".into()
+            }))
+        );
         assert_eq!(r.judge("h", now + chrono::Duration::seconds(10)), None);
     }
 }

@@ -38,8 +38,14 @@ impl Catalog {
     pub fn parse(json: &str) -> Result<Self, String> {
         let c: Catalog = serde_json::from_str(json).map_err(|e| format!("catalogue: {e}"))?;
         for e in &c.events {
-            if e.sections.iter().any(|s| s.price < 0 || s.rows.is_empty() || s.seats_per_row == 0) {
-                return Err(format!("catalogue: event {} has an empty or negatively priced section", e.id));
+            if e.sections
+                .iter()
+                .any(|s| s.price < 0 || s.rows.is_empty() || s.seats_per_row == 0)
+            {
+                return Err(format!(
+                    "catalogue: event {} has an empty or negatively priced section",
+                    e.id
+                ));
             }
         }
         Ok(c)
@@ -52,7 +58,9 @@ impl Catalog {
     pub fn load(path: Option<&std::path::Path>) -> Result<Self, String> {
         match path {
             None => Ok(Self::bundled()),
-            Some(p) => Self::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?),
+            Some(p) => Self::parse(
+                &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            ),
         }
     }
 
@@ -85,7 +93,11 @@ mod tests {
     fn the_bundled_catalogue_has_the_seed_event() {
         let c = Catalog::bundled();
         let e = c.events.iter().find(|e| e.id == "evt_2025_1001").unwrap();
-        let seats: u32 = e.sections.iter().map(|s| s.rows.len() as u32 * s.seats_per_row).sum();
+        let seats: u32 = e
+            .sections
+            .iter()
+            .map(|s| s.rows.len() as u32 * s.seats_per_row)
+            .sum();
         assert!(seats >= 200, "a few hundred seats, got {seats}");
     }
 }

@@ -15,8 +15,13 @@ use super::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum SeatState {
     Free,
-    Held { reservation: String, until: DateTime<Utc> },
-    Sold { reservation: String },
+    Held {
+        reservation: String,
+        until: DateTime<Utc>,
+    },
+    Sold {
+        reservation: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,11 +86,14 @@ impl EventSeats {
 
     /// The hold's state as of `now`, expiring it (and freeing its seats) if it ran out.
     fn settle_expiry(&mut self, reservation: &str, now: DateTime<Utc>) {
-        let Some(h) = self.holds.get_mut(reservation) else { return };
+        let Some(h) = self.holds.get_mut(reservation) else {
+            return;
+        };
         if h.state == HoldState::Active && h.until <= now {
             h.state = HoldState::Expired;
             for &i in &h.seats {
-                if matches!(&self.seats[i].1, SeatState::Held { reservation: r, .. } if r == reservation) {
+                if matches!(&self.seats[i].1, SeatState::Held { reservation: r, .. } if r == reservation)
+                {
                     self.seats[i].1 = SeatState::Free;
                 }
             }
@@ -102,7 +110,8 @@ impl EventSeats {
         let mut run: Vec<usize> = Vec::with_capacity(qty);
         for i in 0..self.seats.len() {
             let same_row = run.last().is_some_and(|&p| {
-                self.seats[p].0.section == self.seats[i].0.section && self.seats[p].0.row == self.seats[i].0.row
+                self.seats[p].0.section == self.seats[i].0.section
+                    && self.seats[p].0.row == self.seats[i].0.row
             });
             if !same_row {
                 run.clear();
@@ -116,7 +125,10 @@ impl EventSeats {
                 run.clear();
             }
         }
-        let any: Vec<usize> = (0..self.seats.len()).filter(|&i| self.is_free(i, now)).take(qty).collect();
+        let any: Vec<usize> = (0..self.seats.len())
+            .filter(|&i| self.is_free(i, now))
+            .take(qty)
+            .collect();
         (any.len() == qty).then_some(any)
     }
 }
@@ -142,18 +154,29 @@ impl SeatInventory {
                     }
                 }
             }
-            let by_id = seats.iter().enumerate().map(|(i, (s, _))| (s.id.clone(), i)).collect();
+            let by_id = seats
+                .iter()
+                .enumerate()
+                .map(|(i, (s, _))| (s.id.clone(), i))
+                .collect();
             names.insert(e.id.clone(), e.name.clone());
             events.insert(
                 e.id.clone(),
-                Mutex::new(EventSeats { currency: e.currency.clone(), seats, by_id, holds: HashMap::new() }),
+                Mutex::new(EventSeats {
+                    currency: e.currency.clone(),
+                    seats,
+                    by_id,
+                    holds: HashMap::new(),
+                }),
             );
         }
         Self { events, names }
     }
 
     fn event(&self, id: &str) -> Option<MutexGuard<'_, EventSeats>> {
-        self.events.get(id).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        self.events
+            .get(id)
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn event_name(&self, id: &str) -> Option<&str> {
@@ -166,22 +189,35 @@ impl SeatInventory {
 
     pub fn reserve(&self, req: &HoldRequest, now: DateTime<Utc>) -> HoldResult {
         let invalid = |field: &str, message: String| HoldResult {
-            outcome: HoldOutcome::Invalid { field: field.into(), message },
+            outcome: HoldOutcome::Invalid {
+                field: field.into(),
+                message,
+            },
             state: None,
         };
         let Some(mut ev) = self.event(&req.event_id) else {
-            return invalid("event_id", format!("no event {} in the inventory", req.event_id));
+            return invalid(
+                "event_id",
+                format!("no event {} in the inventory", req.event_id),
+            );
         };
         ev.settle_expiry(&req.reservation_id, now);
         if let Some(h) = ev.holds.get(&req.reservation_id) {
             // A repeat: the same seats, whatever became of the hold since.
             let outcome = match h.state {
-                HoldState::Active | HoldState::Committed => {
-                    HoldOutcome::Held { seats: ev.seats_of(&h.seats), hold_expires_at: h.until }
-                }
-                _ => HoldOutcome::Unavailable { message: "the hold is no longer active".into(), seat_ids: vec![] },
+                HoldState::Active | HoldState::Committed => HoldOutcome::Held {
+                    seats: ev.seats_of(&h.seats),
+                    hold_expires_at: h.until,
+                },
+                _ => HoldOutcome::Unavailable {
+                    message: "the hold is no longer active".into(),
+                    seat_ids: vec![],
+                },
             };
-            return HoldResult { outcome, state: Some(h.state) };
+            return HoldResult {
+                outcome,
+                state: Some(h.state),
+            };
         }
         let qty = req.qty as usize;
         if qty == 0 || (!req.seat_ids.is_empty() && req.seat_ids.len() != qty) {
@@ -212,18 +248,27 @@ impl SeatInventory {
                     None => return invalid("seat_ids", format!("no seat {id} at this event")),
                 }
             }
-            let taken: Vec<String> =
-                idx.iter().filter(|&&i| !ev.is_free(i, now)).map(|&i| ev.seats[i].0.id.clone()).collect();
+            let taken: Vec<String> = idx
+                .iter()
+                .filter(|&&i| !ev.is_free(i, now))
+                .map(|&i| ev.seats[i].0.id.clone())
+                .collect();
             if !taken.is_empty() {
                 return HoldResult {
-                    outcome: HoldOutcome::Unavailable { message: format!("seats taken: {}", taken.join(", ")), seat_ids: taken },
+                    outcome: HoldOutcome::Unavailable {
+                        message: format!("seats taken: {}", taken.join(", ")),
+                        seat_ids: taken,
+                    },
                     state: None,
                 };
             }
             idx
         };
         for &i in &chosen {
-            ev.seats[i].1 = SeatState::Held { reservation: req.reservation_id.clone(), until: req.hold_expires_at };
+            ev.seats[i].1 = SeatState::Held {
+                reservation: req.reservation_id.clone(),
+                until: req.hold_expires_at,
+            };
         }
         let seats = ev.seats_of(&chosen);
         ev.holds.insert(
@@ -238,14 +283,19 @@ impl SeatInventory {
             },
         );
         HoldResult {
-            outcome: HoldOutcome::Held { seats, hold_expires_at: req.hold_expires_at },
+            outcome: HoldOutcome::Held {
+                seats,
+                hold_expires_at: req.hold_expires_at,
+            },
             state: Some(HoldState::Active),
         }
     }
 
     pub fn commit(&self, req: &CommitRequest, now: DateTime<Utc>) -> (CommitOutcome, Vec<Seat>) {
         let conflict = |m: &str| (CommitOutcome::Conflict { message: m.into() }, vec![]);
-        let Some(mut ev) = self.event(&req.event_id) else { return conflict("no such event") };
+        let Some(mut ev) = self.event(&req.event_id) else {
+            return conflict("no such event");
+        };
         ev.settle_expiry(&req.reservation_id, now);
         let Some(h) = ev.holds.get(&req.reservation_id).cloned() else {
             return conflict("no hold for this reservation");
@@ -261,25 +311,39 @@ impl SeatInventory {
             return conflict("the seats differ from the hold");
         }
         match h.state {
-            HoldState::Committed => {
-                (CommitOutcome::Committed { committed_at: h.committed_at.unwrap_or(now) }, ev.seats_of(&h.seats))
-            }
+            HoldState::Committed => (
+                CommitOutcome::Committed {
+                    committed_at: h.committed_at.unwrap_or(now),
+                },
+                ev.seats_of(&h.seats),
+            ),
             HoldState::Expired => (CommitOutcome::Expired, vec![]),
             HoldState::Released => conflict("the hold was released"),
             HoldState::Active => {
                 for &i in &h.seats {
-                    ev.seats[i].1 = SeatState::Sold { reservation: req.reservation_id.clone() };
+                    ev.seats[i].1 = SeatState::Sold {
+                        reservation: req.reservation_id.clone(),
+                    };
                 }
                 let rec = ev.holds.get_mut(&req.reservation_id).expect("present");
                 rec.state = HoldState::Committed;
                 rec.committed_at = Some(now);
-                (CommitOutcome::Committed { committed_at: now }, ev.seats_of(&h.seats))
+                (
+                    CommitOutcome::Committed { committed_at: now },
+                    ev.seats_of(&h.seats),
+                )
             }
         }
     }
 
-    pub fn release(&self, req: &ReleaseRequest, now: DateTime<Utc>) -> (ReleaseOutcome, Vec<Seat>, DateTime<Utc>) {
-        let Some(mut ev) = self.event(&req.event_id) else { return (ReleaseOutcome::NotFound, vec![], now) };
+    pub fn release(
+        &self,
+        req: &ReleaseRequest,
+        now: DateTime<Utc>,
+    ) -> (ReleaseOutcome, Vec<Seat>, DateTime<Utc>) {
+        let Some(mut ev) = self.event(&req.event_id) else {
+            return (ReleaseOutcome::NotFound, vec![], now);
+        };
         ev.settle_expiry(&req.reservation_id, now);
         let Some(h) = ev.holds.get(&req.reservation_id).cloned() else {
             return (ReleaseOutcome::NotFound, vec![], now);
@@ -290,7 +354,13 @@ impl SeatInventory {
         let outcome = match h.state {
             HoldState::Committed => {
                 // Sold seats are never freed; not recorded, so the answer stays the same later too.
-                return (ReleaseOutcome::Refused { message: "the seats are sold".into() }, vec![], now);
+                return (
+                    ReleaseOutcome::Refused {
+                        message: "the seats are sold".into(),
+                    },
+                    vec![],
+                    now,
+                );
             }
             HoldState::Expired | HoldState::Released => ReleaseOutcome::AlreadyReleased,
             HoldState::Active => {
@@ -335,10 +405,18 @@ impl SeatInventory {
     }
 
     /// Seats of one event that are free now (for `CheckAvailability`).
-    pub fn available(&self, event_id: &str, seat_ids: &[String], now: DateTime<Utc>) -> Option<(Vec<Seat>, Vec<String>)> {
+    pub fn available(
+        &self,
+        event_id: &str,
+        seat_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Option<(Vec<Seat>, Vec<String>)> {
         let ev = self.event(event_id)?;
         if seat_ids.is_empty() {
-            let free = (0..ev.seats.len()).filter(|&i| ev.is_free(i, now)).map(|i| ev.seats[i].0.clone()).collect();
+            let free = (0..ev.seats.len())
+                .filter(|&i| ev.is_free(i, now))
+                .map(|i| ev.seats[i].0.clone())
+                .collect();
             return Some((free, vec![]));
         }
         let (mut free, mut taken) = (vec![], vec![]);
@@ -410,7 +488,10 @@ mod tests {
         let now = Utc::now();
         held(&i.reserve(&hold("r1", "u", &["R0-2"], 1, now), now));
         // Row R0 has 1 then 3..10 free: the first run of three is 3,4,5.
-        assert_eq!(held(&i.reserve(&hold("r2", "u", &[], 3, now), now)), vec!["R0-3", "R0-4", "R0-5"]);
+        assert_eq!(
+            held(&i.reserve(&hold("r2", "u", &[], 3, now), now)),
+            vec!["R0-3", "R0-4", "R0-5"]
+        );
     }
 
     #[test]
@@ -419,10 +500,15 @@ mod tests {
         let now = Utc::now();
         held(&i.reserve(&hold("r1", "u", &["R0-1"], 1, now), now));
         let r = i.reserve(&hold("r2", "u", &["R0-2", "R0-1"], 2, now), now);
-        assert!(matches!(r.outcome, HoldOutcome::Unavailable { ref seat_ids, .. } if seat_ids == &["R0-1"]));
+        assert!(
+            matches!(r.outcome, HoldOutcome::Unavailable { ref seat_ids, .. } if seat_ids == &["R0-1"])
+        );
         // R0-2 was not taken by the failed attempt.
         held(&i.reserve(&hold("r3", "u", &["R0-2"], 1, now), now));
-        assert!(matches!(i.reserve(&hold("r4", "u", &[], 19, now), now).outcome, HoldOutcome::Unavailable { .. }));
+        assert!(matches!(
+            i.reserve(&hold("r4", "u", &[], 19, now), now).outcome,
+            HoldOutcome::Unavailable { .. }
+        ));
     }
 
     #[test]
@@ -431,8 +517,13 @@ mod tests {
         let now = Utc::now();
         let mut r = hold("r1", "u", &[], 1, now);
         r.event_id = "nope".into();
-        assert!(matches!(i.reserve(&r, now).outcome, HoldOutcome::Invalid { ref field, .. } if field == "event_id"));
-        assert!(matches!(i.reserve(&hold("r1", "u", &["Z-9"], 1, now), now).outcome, HoldOutcome::Invalid { .. }));
+        assert!(
+            matches!(i.reserve(&r, now).outcome, HoldOutcome::Invalid { ref field, .. } if field == "event_id")
+        );
+        assert!(matches!(
+            i.reserve(&hold("r1", "u", &["Z-9"], 1, now), now).outcome,
+            HoldOutcome::Invalid { .. }
+        ));
     }
 
     #[test]
@@ -454,7 +545,10 @@ mod tests {
         held(&i.reserve(&r, now));
         let later = now + Duration::seconds(2);
         held(&i.reserve(&hold("r2", "v", &["R0-1"], 1, later), later));
-        assert_eq!(i.commit(&commit("r1", "u"), later).0, CommitOutcome::Expired);
+        assert_eq!(
+            i.commit(&commit("r1", "u"), later).0,
+            CommitOutcome::Expired
+        );
     }
 
     #[test]
@@ -462,11 +556,20 @@ mod tests {
         let i = inv();
         let now = Utc::now();
         held(&i.reserve(&hold("r1", "u", &["R0-1"], 1, now), now));
-        assert!(matches!(i.commit(&commit("r1", "v"), now).0, CommitOutcome::Conflict { .. }));
+        assert!(matches!(
+            i.commit(&commit("r1", "v"), now).0,
+            CommitOutcome::Conflict { .. }
+        ));
         let first = i.commit(&commit("r1", "u"), now);
         assert!(matches!(first.0, CommitOutcome::Committed { .. }));
-        assert_eq!(i.commit(&commit("r1", "u"), now + Duration::seconds(1)), first);
-        assert!(matches!(i.commit(&commit("nope", "u"), now).0, CommitOutcome::Conflict { .. }));
+        assert_eq!(
+            i.commit(&commit("r1", "u"), now + Duration::seconds(1)),
+            first
+        );
+        assert!(matches!(
+            i.commit(&commit("nope", "u"), now).0,
+            CommitOutcome::Conflict { .. }
+        ));
     }
 
     #[test]
@@ -475,16 +578,28 @@ mod tests {
         let now = Utc::now();
         held(&i.reserve(&hold("r1", "u", &["R0-1"], 1, now), now));
         i.commit(&commit("r1", "u"), now);
-        assert!(matches!(i.release(&release("r1"), now).0, ReleaseOutcome::Refused { .. }));
+        assert!(matches!(
+            i.release(&release("r1"), now).0,
+            ReleaseOutcome::Refused { .. }
+        ));
         assert_eq!(i.counts("e", now).unwrap()[0].sold, 1);
-        assert!(matches!(i.reserve(&hold("r2", "v", &["R0-1"], 1, now), now).outcome, HoldOutcome::Unavailable { .. }));
+        assert!(matches!(
+            i.reserve(&hold("r2", "v", &["R0-1"], 1, now), now).outcome,
+            HoldOutcome::Unavailable { .. }
+        ));
 
         held(&i.reserve(&hold("r3", "u", &["R0-2"], 1, now), now));
         let first = i.release(&release("r3"), now);
         assert_eq!(first.0, ReleaseOutcome::Released);
         assert_eq!(i.release(&release("r3"), now + Duration::seconds(1)), first);
-        assert!(matches!(i.commit(&commit("r3", "u"), now).0, CommitOutcome::Conflict { .. }));
-        assert_eq!(i.release(&release("unknown"), now).0, ReleaseOutcome::NotFound);
+        assert!(matches!(
+            i.commit(&commit("r3", "u"), now).0,
+            CommitOutcome::Conflict { .. }
+        ));
+        assert_eq!(
+            i.release(&release("unknown"), now).0,
+            ReleaseOutcome::NotFound
+        );
     }
 
     #[test]

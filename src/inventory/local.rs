@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use super::engine::SeatInventory;
 use super::{
-    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError, ReleaseOutcome,
-    ReleaseRequest,
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError,
+    ReleaseOutcome, ReleaseRequest,
 };
 
 pub struct LocalInventory {

@@ -35,9 +35,15 @@ pub struct HoldRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HoldOutcome {
-    Held { seats: Vec<Seat>, hold_expires_at: DateTime<Utc> },
+    Held {
+        seats: Vec<Seat>,
+        hold_expires_at: DateTime<Utc>,
+    },
     /// Seats taken or not enough left.
-    Unavailable { message: String, seat_ids: Vec<String> },
+    Unavailable {
+        message: String,
+        seat_ids: Vec<String>,
+    },
     /// The request names an event or seat the inventory does not have.
     Invalid { field: String, message: String },
 }
@@ -55,11 +61,15 @@ pub struct CommitRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
-    Committed { committed_at: DateTime<Utc> },
+    Committed {
+        committed_at: DateTime<Utc>,
+    },
     /// The hold ran out before the commit.
     Expired,
     /// No live hold of this reservation for this user (released, unknown, another holder).
-    Conflict { message: String },
+    Conflict {
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +115,9 @@ pub enum ReleaseOutcome {
     AlreadyReleased,
     NotFound,
     /// The seats are sold: a release never frees them.
-    Refused { message: String },
+    Refused {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +125,10 @@ pub enum InventoryError {
     #[error("inventory deadline exceeded")]
     Timeout,
     #[error("inventory unavailable: {message}")]
-    Unavailable { message: String, retry_after_secs: u64 },
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("inventory failure: {0}")]
     Internal(String),
 }

@@ -28,16 +28,31 @@ pub fn backoff(attempts: u32) -> Duration {
 }
 
 impl OutboxRelay {
-    pub fn new(store: Arc<dyn Store>, sink: Arc<dyn EventSink>, wake: Arc<Notify>, settings: OutboxSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sink: Arc<dyn EventSink>,
+        wake: Arc<Notify>,
+        settings: OutboxSettings,
+    ) -> Self {
         let owner = format!("relay-{}", uuid::Uuid::new_v4().simple());
-        Self { store, sink, wake, owner, settings }
+        Self {
+            store,
+            sink,
+            wake,
+            owner,
+            settings,
+        }
     }
 
     /// Claim one batch, publish it, settle each event. Returns how many events it claimed.
     pub async fn relay_once(&self) -> usize {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::seconds(self.settings.lease_secs as i64);
-        let batch = match self.store.claim_events(&self.owner, now, lease_until, self.settings.batch_size).await {
+        let batch = match self
+            .store
+            .claim_events(&self.owner, now, lease_until, self.settings.batch_size)
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
@@ -52,17 +67,32 @@ impl OutboxRelay {
             let attempts = event.attempts + 1;
             let (how, outcome) = match result {
                 Ok(()) => {
-                    let lag = (Utc::now() - event.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    let lag =
+                        (Utc::now() - event.created_at).num_milliseconds().max(0) as f64 / 1000.0;
                     metrics::histogram!("outbox_publish_lag_seconds").record(lag);
                     (Settlement::Published { at: Utc::now() }, "published")
                 }
                 Err(e) if e.transient && attempts < self.settings.max_attempts => {
-                    let next = Utc::now() + chrono::Duration::from_std(backoff(attempts)).unwrap_or_default();
-                    (Settlement::Retry { attempts, next_retry_at: next, error: e.message }, "retried")
+                    let next = Utc::now()
+                        + chrono::Duration::from_std(backoff(attempts)).unwrap_or_default();
+                    (
+                        Settlement::Retry {
+                            attempts,
+                            next_retry_at: next,
+                            error: e.message,
+                        },
+                        "retried",
+                    )
                 }
                 Err(e) => {
                     tracing::error!(event_id = %event.id, error = %e.message, attempts, "outbox event FAILED");
-                    (Settlement::Failed { attempts, error: e.message }, "failed")
+                    (
+                        Settlement::Failed {
+                            attempts,
+                            error: e.message,
+                        },
+                        "failed",
+                    )
                 }
             };
             metrics::counter!("outbox_events_published_total", "type" => event.event_type.as_str(), "result" => outcome)
@@ -96,7 +126,8 @@ impl OutboxRelay {
     /// On shutdown: publish what is due, bounded by the drain timeout.
     async fn drain(&self) {
         let deadline = Duration::from_millis(self.settings.drain_timeout_ms);
-        let _ = tokio::time::timeout(deadline, async { while self.relay_once().await > 0 {} }).await;
+        let _ =
+            tokio::time::timeout(deadline, async { while self.relay_once().await > 0 {} }).await;
     }
 }
 

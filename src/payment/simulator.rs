@@ -47,9 +47,18 @@ mod tests {
 
     #[test]
     fn the_rule_of_the_simulator() {
-        assert_eq!(PaymentSimulator::state_of("pay_xyz789"), Some(PaymentState::Completed));
-        assert_eq!(PaymentSimulator::state_of("pay_declined_1"), Some(PaymentState::Failed));
-        assert_eq!(PaymentSimulator::state_of("pay_pending_1"), Some(PaymentState::Pending));
+        assert_eq!(
+            PaymentSimulator::state_of("pay_xyz789"),
+            Some(PaymentState::Completed)
+        );
+        assert_eq!(
+            PaymentSimulator::state_of("pay_declined_1"),
+            Some(PaymentState::Failed)
+        );
+        assert_eq!(
+            PaymentSimulator::state_of("pay_pending_1"),
+            Some(PaymentState::Pending)
+        );
         assert_eq!(PaymentSimulator::state_of(""), None);
     }
 }

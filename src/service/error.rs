@@ -25,7 +25,10 @@ pub enum ServiceError {
     #[error("{0} did not answer in time")]
     UpstreamTimeout(&'static str),
     #[error("{dependency} is unavailable")]
-    UpstreamUnavailable { dependency: &'static str, retry_after_secs: u64 },
+    UpstreamUnavailable {
+        dependency: &'static str,
+        retry_after_secs: u64,
+    },
     /// Logged with its detail; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -36,7 +39,10 @@ impl ServiceError {
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
-            Self::UpstreamTimeout(_) | Self::UpstreamUnavailable { .. } | Self::Internal(_) | Self::IdempotencyInFlight
+            Self::UpstreamTimeout(_)
+                | Self::UpstreamUnavailable { .. }
+                | Self::Internal(_)
+                | Self::IdempotencyInFlight
         )
     }
 }
@@ -44,7 +50,9 @@ impl ServiceError {
 impl From<TransitionError> for ServiceError {
     fn from(e: TransitionError) -> Self {
         match e {
-            TransitionError::NotOwner => Self::Forbidden("the reservation belongs to another user".into()),
+            TransitionError::NotOwner => {
+                Self::Forbidden("the reservation belongs to another user".into())
+            }
             TransitionError::Expired => Self::Expired,
             e @ TransitionError::InvalidState(..) => Self::InvalidState(e.to_string()),
         }
@@ -55,7 +63,10 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Timeout => Self::UpstreamTimeout("the store"),
-            StoreError::Unavailable(_) => Self::UpstreamUnavailable { dependency: "the store", retry_after_secs: 1 },
+            StoreError::Unavailable(_) => Self::UpstreamUnavailable {
+                dependency: "the store",
+                retry_after_secs: 1,
+            },
             StoreError::Conflict(ConflictKind::IdempotencyLost) => Self::IdempotencyInFlight,
             e => Self::Internal(e.to_string()),
         }
@@ -66,9 +77,12 @@ impl From<InventoryError> for ServiceError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::Timeout => Self::UpstreamTimeout("the inventory"),
-            InventoryError::Unavailable { retry_after_secs, .. } => {
-                Self::UpstreamUnavailable { dependency: "the inventory", retry_after_secs }
-            }
+            InventoryError::Unavailable {
+                retry_after_secs, ..
+            } => Self::UpstreamUnavailable {
+                dependency: "the inventory",
+                retry_after_secs,
+            },
             InventoryError::Internal(m) => Self::Internal(format!("inventory: {m}")),
         }
     }
@@ -78,9 +92,12 @@ impl From<PaymentError> for ServiceError {
     fn from(e: PaymentError) -> Self {
         match e {
             PaymentError::Timeout => Self::UpstreamTimeout("the payment service"),
-            PaymentError::Unavailable { retry_after_secs, .. } => {
-                Self::UpstreamUnavailable { dependency: "the payment service", retry_after_secs }
-            }
+            PaymentError::Unavailable {
+                retry_after_secs, ..
+            } => Self::UpstreamUnavailable {
+                dependency: "the payment service",
+                retry_after_secs,
+            },
             PaymentError::Internal(m) => Self::Internal(format!("payment: {m}")),
         }
     }

@@ -17,7 +17,11 @@ pub struct HoldExpiry {
 
 impl HoldExpiry {
     pub fn new(service: Arc<ReservationService>, interval: Duration, batch: usize) -> Self {
-        Self { service, interval, batch }
+        Self {
+            service,
+            interval,
+            batch,
+        }
     }
 
     /// Expire what is due now; returns how many holds this call expired.

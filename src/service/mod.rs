@@ -16,11 +16,13 @@ use tokio::sync::Notify;
 pub use error::ServiceError;
 
 use crate::domain::reservation::{CancelPlan, ConfirmPlan};
-use crate::domain::{ids, ConfirmInput, CreateInput, EventType, Order, OutboxEvent, Reservation, ReservationStatus};
+use crate::domain::{
+    ids, ConfirmInput, CreateInput, EventType, Order, OutboxEvent, Reservation, ReservationStatus,
+};
 use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse};
 use crate::inventory::{
-    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, ReleaseOutcome, ReleaseReason,
-    ReleaseRequest,
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, ReleaseOutcome,
+    ReleaseReason, ReleaseRequest,
 };
 use crate::payment::{self, PaymentQuery, Payments};
 use crate::store::{ConflictKind, Store, StoreError, Transition};
@@ -81,7 +83,13 @@ impl ReservationService {
         settings: ServiceSettings,
         outbox_wake: Arc<Notify>,
     ) -> Self {
-        Self { store, inventory, payments, settings, outbox_wake }
+        Self {
+            store,
+            inventory,
+            payments,
+            settings,
+            outbox_wake,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -94,7 +102,13 @@ impl ReservationService {
         let s = &self.settings;
         let begun = self
             .store
-            .begin_request(scoped_key, fingerprint, now_ms(), s.idempotency_lease, s.idempotency_ttl)
+            .begin_request(
+                scoped_key,
+                fingerprint,
+                now_ms(),
+                s.idempotency_lease,
+                s.idempotency_ttl,
+            )
             .await?;
         let result = match &begun {
             Begin::Started(_) => "started",
@@ -109,7 +123,11 @@ impl ReservationService {
     /// Store an answer that was not stored with a state change; free the key after a 5xx.
     pub async fn finish(&self, ticket: IdempotencyTicket, response: Option<StoredResponse>) {
         let outcome = match response {
-            Some(response) => self.store.complete_request(&IdempotencyCompletion { ticket, response }).await,
+            Some(response) => {
+                self.store
+                    .complete_request(&IdempotencyCompletion { ticket, response })
+                    .await
+            }
             None => self.store.abandon_request(&ticket).await,
         };
         if let Err(e) = outcome {
@@ -123,9 +141,9 @@ impl ReservationService {
     /// Checks that need no I/O, done before the key is taken so that a bad request never uses it.
     pub fn check_create(&self, caller: &Caller, input: &CreateInput) -> Result<(), ServiceError> {
         match &input.user_id {
-            Some(u) if *u != caller.user_id => {
-                Err(ServiceError::Forbidden("user_id does not match the authenticated user".into()))
-            }
+            Some(u) if *u != caller.user_id => Err(ServiceError::Forbidden(
+                "user_id does not match the authenticated user".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -154,9 +172,14 @@ impl ReservationService {
             .await?;
         let seats = match outcome {
             HoldOutcome::Held { seats, .. } => seats,
-            HoldOutcome::Unavailable { message, .. } => return Err(ServiceError::InventoryConflict(message)),
+            HoldOutcome::Unavailable { message, .. } => {
+                return Err(ServiceError::InventoryConflict(message))
+            }
             HoldOutcome::Invalid { field, message } => {
-                return Err(ServiceError::Validation(message.clone(), [(field, message)].into()))
+                return Err(ServiceError::Validation(
+                    message.clone(),
+                    [(field, message)].into(),
+                ))
             }
         };
         let r = Reservation {
@@ -167,7 +190,10 @@ impl ReservationService {
             seat_ids: seats.iter().map(|s| s.id.clone()).collect(),
             qty: input.qty,
             total_price: seats.iter().map(|s| s.price).sum(),
-            currency: seats.first().map(|s| s.currency.clone()).unwrap_or_default(),
+            currency: seats
+                .first()
+                .map(|s| s.currency.clone())
+                .unwrap_or_default(),
             hold_expires_at,
             idempotency_key: idempotency_key.to_owned(),
             version: 1,
@@ -177,15 +203,22 @@ impl ReservationService {
             updated_at: now,
         };
         let response = StoredResponse::json(201, &HoldCreated::of(&r));
-        let event = OutboxEvent::for_reservation(EventType::HoldCreated, &r, None, &caller.trace_id, now);
-        let completion = IdempotencyCompletion { ticket: ticket.clone(), response: response.clone() };
+        let event =
+            OutboxEvent::for_reservation(EventType::HoldCreated, &r, None, &caller.trace_id, now);
+        let completion = IdempotencyCompletion {
+            ticket: ticket.clone(),
+            response: response.clone(),
+        };
         if let Err(e) = self.store.create_hold(&r, &event, Some(&completion)).await {
             // The inventory holds seats that no reservation records: give them back.
             self.release(&r, ReleaseReason::Cancelled).await.ok();
             return Err(e.into());
         }
         self.written(ReservationStatus::Hold);
-        Ok(Reply { response, recorded: true })
+        Ok(Reply {
+            response,
+            recorded: true,
+        })
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ReservationView, ServiceError> {
@@ -203,8 +236,13 @@ impl ReservationService {
     ) -> Result<Reply, ServiceError> {
         let r = self.load(id).await?;
         let intent = &input.payment_intent_id;
-        if let ConfirmPlan::AlreadyConfirmed { order_id } = r.plan_confirm(&caller.user_id, intent, now_ms())? {
-            return Ok(unrecorded(StoredResponse::json(200, &Confirmed::of(id, &order_id))));
+        if let ConfirmPlan::AlreadyConfirmed { order_id } =
+            r.plan_confirm(&caller.user_id, intent, now_ms())?
+        {
+            return Ok(unrecorded(StoredResponse::json(
+                200,
+                &Confirmed::of(id, &order_id),
+            )));
         }
         let query = PaymentQuery {
             payment_intent_id: intent.clone(),
@@ -248,32 +286,65 @@ impl ReservationService {
             created_at: now,
         };
         let next = r.confirmed(&order.id, intent, now)?;
-        let event = OutboxEvent::for_reservation(EventType::Confirmed, &next, Some(&order), &caller.trace_id, now);
+        let event = OutboxEvent::for_reservation(
+            EventType::Confirmed,
+            &next,
+            Some(&order),
+            &caller.trace_id,
+            now,
+        );
         let response = StoredResponse::json(200, &Confirmed::of(id, &order.id));
-        let completion = IdempotencyCompletion { ticket: ticket.clone(), response: response.clone() };
-        let t = Transition { next: &next, expected_version: r.version, order: Some(&order), event: &event, completion: Some(&completion) };
+        let completion = IdempotencyCompletion {
+            ticket: ticket.clone(),
+            response: response.clone(),
+        };
+        let t = Transition {
+            next: &next,
+            expected_version: r.version,
+            order: Some(&order),
+            event: &event,
+            completion: Some(&completion),
+        };
         match self.store.transition(t).await {
             Ok(()) => {
                 self.written(ReservationStatus::Confirmed);
-                Ok(Reply { response, recorded: true })
+                Ok(Reply {
+                    response,
+                    recorded: true,
+                })
             }
-            Err(StoreError::Conflict(ConflictKind::StaleReservation)) => self.confirm_lost(caller, id, intent).await,
+            Err(StoreError::Conflict(ConflictKind::StaleReservation)) => {
+                self.confirm_lost(caller, id, intent).await
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Another writer moved the reservation first: answer from what it is now.
-    async fn confirm_lost(&self, caller: &Caller, id: &str, intent: &str) -> Result<Reply, ServiceError> {
+    async fn confirm_lost(
+        &self,
+        caller: &Caller,
+        id: &str,
+        intent: &str,
+    ) -> Result<Reply, ServiceError> {
         let r = self.load(id).await?;
         match r.plan_confirm(&caller.user_id, intent, now_ms())? {
-            ConfirmPlan::AlreadyConfirmed { order_id } => {
-                Ok(unrecorded(StoredResponse::json(200, &Confirmed::of(id, &order_id))))
-            }
-            ConfirmPlan::Proceed => Err(ServiceError::InvalidState("the reservation is no longer held".into())),
+            ConfirmPlan::AlreadyConfirmed { order_id } => Ok(unrecorded(StoredResponse::json(
+                200,
+                &Confirmed::of(id, &order_id),
+            ))),
+            ConfirmPlan::Proceed => Err(ServiceError::InvalidState(
+                "the reservation is no longer held".into(),
+            )),
         }
     }
 
-    pub async fn cancel(&self, caller: &Caller, id: &str, ticket: &IdempotencyTicket) -> Result<Reply, ServiceError> {
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &str,
+        ticket: &IdempotencyTicket,
+    ) -> Result<Reply, ServiceError> {
         let r = self.load(id).await?;
         let done = || unrecorded(StoredResponse::json(200, &Cancelled::of(id)));
         if r.plan_cancel(&caller.user_id, now_ms())? == CancelPlan::AlreadyCancelled {
@@ -281,26 +352,51 @@ impl ReservationService {
         }
         if let ReleaseOutcome::Refused { .. } = self.release(&r, ReleaseReason::Cancelled).await? {
             // A confirm committed the seats first.
-            return match self.load(id).await?.plan_cancel(&caller.user_id, now_ms())? {
+            return match self
+                .load(id)
+                .await?
+                .plan_cancel(&caller.user_id, now_ms())?
+            {
                 CancelPlan::AlreadyCancelled => Ok(done()),
-                CancelPlan::Proceed => Err(ServiceError::InvalidState("the reservation is being confirmed".into())),
+                CancelPlan::Proceed => Err(ServiceError::InvalidState(
+                    "the reservation is being confirmed".into(),
+                )),
             };
         }
         let now = now_ms();
         let next = r.transitioned(ReservationStatus::Cancelled, now)?;
-        let event = OutboxEvent::for_reservation(EventType::Cancelled, &next, None, &caller.trace_id, now);
+        let event =
+            OutboxEvent::for_reservation(EventType::Cancelled, &next, None, &caller.trace_id, now);
         let response = StoredResponse::json(200, &Cancelled::of(id));
-        let completion = IdempotencyCompletion { ticket: ticket.clone(), response: response.clone() };
-        let t = Transition { next: &next, expected_version: r.version, order: None, event: &event, completion: Some(&completion) };
+        let completion = IdempotencyCompletion {
+            ticket: ticket.clone(),
+            response: response.clone(),
+        };
+        let t = Transition {
+            next: &next,
+            expected_version: r.version,
+            order: None,
+            event: &event,
+            completion: Some(&completion),
+        };
         match self.store.transition(t).await {
             Ok(()) => {
                 self.written(ReservationStatus::Cancelled);
-                Ok(Reply { response, recorded: true })
+                Ok(Reply {
+                    response,
+                    recorded: true,
+                })
             }
             Err(StoreError::Conflict(ConflictKind::StaleReservation)) => {
-                match self.load(id).await?.plan_cancel(&caller.user_id, now_ms())? {
+                match self
+                    .load(id)
+                    .await?
+                    .plan_cancel(&caller.user_id, now_ms())?
+                {
                     CancelPlan::AlreadyCancelled => Ok(done()),
-                    CancelPlan::Proceed => Err(ServiceError::InvalidState("the reservation changed; try again".into())),
+                    CancelPlan::Proceed => Err(ServiceError::InvalidState(
+                        "the reservation changed; try again".into(),
+                    )),
                 }
             }
             Err(e) => Err(e.into()),
@@ -314,15 +410,23 @@ impl ReservationService {
         if r.status != ReservationStatus::Hold || r.hold_expires_at > now {
             return Ok(false);
         }
-        if let ReleaseOutcome::Refused { message } = self.release(r, ReleaseReason::Expired).await? {
+        if let ReleaseOutcome::Refused { message } = self.release(r, ReleaseReason::Expired).await?
+        {
             // Sold by a confirm that has not written yet (or died after its commit); leave it.
             tracing::warn!(reservation_id = %r.id, %message, "due hold is sold in the inventory; not expiring it");
             return Ok(false);
         }
         let next = r.transitioned(ReservationStatus::Expired, now)?;
         let trace_id = crate::telemetry::trace::new_trace_id();
-        let event = OutboxEvent::for_reservation(EventType::HoldExpired, &next, None, &trace_id, now);
-        let t = Transition { next: &next, expected_version: r.version, order: None, event: &event, completion: None };
+        let event =
+            OutboxEvent::for_reservation(EventType::HoldExpired, &next, None, &trace_id, now);
+        let t = Transition {
+            next: &next,
+            expected_version: r.version,
+            order: None,
+            event: &event,
+            completion: None,
+        };
         match self.store.transition(t).await {
             Ok(()) => {
                 self.written(ReservationStatus::Expired);
@@ -344,10 +448,17 @@ impl ReservationService {
         if !ids::is_reservation_id(id) {
             return Err(ServiceError::NotFound);
         }
-        self.store.get_reservation(id).await?.ok_or(ServiceError::NotFound)
+        self.store
+            .get_reservation(id)
+            .await?
+            .ok_or(ServiceError::NotFound)
     }
 
-    async fn release(&self, r: &Reservation, reason: ReleaseReason) -> Result<ReleaseOutcome, ServiceError> {
+    async fn release(
+        &self,
+        r: &Reservation,
+        reason: ReleaseReason,
+    ) -> Result<ReleaseOutcome, ServiceError> {
         Ok(self
             .inventory
             .release(ReleaseRequest {
@@ -368,5 +479,8 @@ impl ReservationService {
 }
 
 fn unrecorded(response: StoredResponse) -> Reply {
-    Reply { response, recorded: false }
+    Reply {
+        response,
+        recorded: false,
+    }
 }

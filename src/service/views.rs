@@ -94,12 +94,19 @@ impl ReservationView {
 
 impl Confirmed {
     pub fn of(reservation_id: &str, order_id: &str) -> Self {
-        Self { order_id: order_id.into(), status: ReservationStatus::Confirmed, reservation_id: reservation_id.into() }
+        Self {
+            order_id: order_id.into(),
+            status: ReservationStatus::Confirmed,
+            reservation_id: reservation_id.into(),
+        }
     }
 }
 
 impl Cancelled {
     pub fn of(reservation_id: &str) -> Self {
-        Self { status: ReservationStatus::Cancelled, reservation_id: reservation_id.into() }
+        Self {
+            status: ReservationStatus::Cancelled,
+            reservation_id: reservation_id.into(),
+        }
     }
 }

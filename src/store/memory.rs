@@ -45,10 +45,18 @@ impl MemoryStore {
 }
 
 impl State {
-    fn check_completion(&self, c: Option<&IdempotencyCompletion>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn check_completion(
+        &self,
+        c: Option<&IdempotencyCompletion>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let Some(c) = c else { return Ok(()) };
         match self.idempotency.get(&c.ticket.scoped_key) {
-            Some(r) if r.status == RecordStatus::InProgress && r.token == c.ticket.token && r.expires_at > now => {
+            Some(r)
+                if r.status == RecordStatus::InProgress
+                    && r.token == c.ticket.token
+                    && r.expires_at > now =>
+            {
                 Ok(())
             }
             _ => Err(StoreError::Conflict(ConflictKind::IdempotencyLost)),
@@ -67,17 +75,22 @@ impl State {
 
     fn add_event(&mut self, e: &OutboxEvent) {
         self.unsettled.insert(e.id.clone());
-        self.by_reservation.entry(e.reservation_id.clone()).or_default().push(e.id.clone());
+        self.by_reservation
+            .entry(e.reservation_id.clone())
+            .or_default()
+            .push(e.id.clone());
         self.outbox.insert(e.id.clone(), e.clone());
     }
 
     /// True if an earlier event of the same reservation is still unsettled.
     fn waits_for_earlier(&self, e: &OutboxEvent) -> bool {
-        self.by_reservation.get(&e.reservation_id).is_some_and(|ids| {
-            ids.iter()
-                .take_while(|id| **id != e.id)
-                .any(|id| self.unsettled.contains(id))
-        })
+        self.by_reservation
+            .get(&e.reservation_id)
+            .is_some_and(|ids| {
+                ids.iter()
+                    .take_while(|id| **id != e.id)
+                    .any(|id| self.unsettled.contains(id))
+            })
     }
 }
 
@@ -92,7 +105,11 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<Begin, StoreError> {
         let mut s = self.lock();
-        if let Some(found) = s.idempotency.get(scoped_key).and_then(|r| r.judge(request_hash, now)) {
+        if let Some(found) = s
+            .idempotency
+            .get(scoped_key)
+            .and_then(|r| r.judge(request_hash, now))
+        {
             return Ok(found);
         }
         let token = uuid::Uuid::new_v4().to_string();
@@ -107,7 +124,11 @@ impl Store for MemoryStore {
                 expires_at: now + lease,
             },
         );
-        Ok(Begin::Started(IdempotencyTicket { scoped_key: scoped_key.to_owned(), token, expires_at: now + ttl }))
+        Ok(Begin::Started(IdempotencyTicket {
+            scoped_key: scoped_key.to_owned(),
+            token,
+            expires_at: now + ttl,
+        }))
     }
 
     async fn complete_request(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError> {
@@ -119,7 +140,10 @@ impl Store for MemoryStore {
 
     async fn abandon_request(&self, ticket: &IdempotencyTicket) -> Result<(), StoreError> {
         let mut s = self.lock();
-        if s.idempotency.get(&ticket.scoped_key).is_some_and(|r| r.token == ticket.token && r.status == RecordStatus::InProgress) {
+        if s.idempotency
+            .get(&ticket.scoped_key)
+            .is_some_and(|r| r.token == ticket.token && r.status == RecordStatus::InProgress)
+        {
             s.idempotency.remove(&ticket.scoped_key);
         }
         Ok(())
@@ -146,7 +170,8 @@ impl Store for MemoryStore {
     async fn transition(&self, t: Transition<'_>) -> Result<(), StoreError> {
         let mut s = self.lock();
         match s.reservations.get(&t.next.id) {
-            Some(cur) if cur.status == ReservationStatus::Hold && cur.version == t.expected_version => {}
+            Some(cur)
+                if cur.status == ReservationStatus::Hold && cur.version == t.expected_version => {}
             _ => return Err(StoreError::Conflict(ConflictKind::StaleReservation)),
         }
         s.check_completion(t.completion, Utc::now())?;
@@ -172,7 +197,11 @@ impl Store for MemoryStore {
         Ok(self.lock().orders.get(id).cloned())
     }
 
-    async fn due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Reservation>, StoreError> {
+    async fn due_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
         let s = self.lock();
         Ok(s.holds
             .iter()
@@ -229,7 +258,11 @@ impl Store for MemoryStore {
                 e.attempts += 1;
                 true
             }
-            Settlement::Retry { attempts, next_retry_at, error } => {
+            Settlement::Retry {
+                attempts,
+                next_retry_at,
+                error,
+            } => {
                 e.status = OutboxStatus::Pending;
                 e.attempts = attempts;
                 e.next_retry_at = next_retry_at;
@@ -253,7 +286,11 @@ impl Store for MemoryStore {
         let s = self.lock();
         Ok(s.by_reservation
             .get(reservation_id)
-            .map(|ids| ids.iter().filter_map(|id| s.outbox.get(id).cloned()).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| s.outbox.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

@@ -48,9 +48,18 @@ pub struct Transition<'a> {
 /// How a relay settles a claimed event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Settlement {
-    Published { at: DateTime<Utc> },
-    Retry { attempts: u32, next_retry_at: DateTime<Utc>, error: String },
-    Failed { attempts: u32, error: String },
+    Published {
+        at: DateTime<Utc>,
+    },
+    Retry {
+        attempts: u32,
+        next_retry_at: DateTime<Utc>,
+        error: String,
+    },
+    Failed {
+        attempts: u32,
+        error: String,
+    },
 }
 
 #[async_trait]
@@ -89,7 +98,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError>;
 
     /// HOLDs whose `hold_expires_at` is at or before `now`, oldest first.
-    async fn due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Reservation>, StoreError>;
+    async fn due_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError>;
 
     /// Claim up to `limit` due events for `owner` until `lease_until`. No event is handed to two
     /// claimers at once, and an event waits while an earlier one of its reservation is unsettled.

@@ -19,7 +19,8 @@ struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::String(value.into()));
+        self.0
+            .insert(field.name().into(), Value::String(value.into()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), value.into());
@@ -34,7 +35,8 @@ impl Visit for Fields {
         self.0.insert(field.name().into(), value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), Value::String(format!("{value:?}")));
+        self.0
+            .insert(field.name().into(), Value::String(format!("{value:?}")));
     }
 }
 
@@ -43,14 +45,28 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
         let mut line = Map::new();
-        line.insert("timestamp".into(), crate::domain::event::rfc3339(chrono::Utc::now()).into());
+        line.insert(
+            "timestamp".into(),
+            crate::domain::event::rfc3339(chrono::Utc::now()).into(),
+        );
         line.insert("level".into(), meta.level().as_str().into());
-        line.insert("message".into(), fields.0.remove("message").unwrap_or(Value::String(String::new())));
+        line.insert(
+            "message".into(),
+            fields
+                .0
+                .remove("message")
+                .unwrap_or(Value::String(String::new())),
+        );
         line.insert("target".into(), meta.target().into());
         if let Some(ctx) = trace::current() {
             line.insert("trace_id".into(), ctx.trace_id.clone().into());

@@ -32,12 +32,21 @@ pub fn new_span_id() -> String {
 /// The trace id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if any.
 pub fn parse_traceparent(header: &str) -> Option<String> {
     let parts: Vec<&str> = header.trim().split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     match parts.as_slice() {
         [version, trace, parent, flags]
-            if hex(version, 2) && *version != "ff" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2) =>
+            if hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && hex(parent, 16)
+                && hex(flags, 2) =>
         {
-            (trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0')).then(|| trace.to_string())
+            (trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'))
+                .then(|| trace.to_string())
         }
         _ => None,
     }
@@ -46,7 +55,9 @@ pub fn parse_traceparent(header: &str) -> Option<String> {
 impl RequestContext {
     pub fn from_traceparent(header: Option<&str>) -> Self {
         Self {
-            trace_id: header.and_then(parse_traceparent).unwrap_or_else(new_trace_id),
+            trace_id: header
+                .and_then(parse_traceparent)
+                .unwrap_or_else(new_trace_id),
             span_id: new_span_id(),
             reservation_id: OnceLock::new(),
         }
@@ -69,7 +80,9 @@ pub fn current() -> Option<Arc<RequestContext>> {
 
 /// The current request's trace id, or a fresh one outside a request.
 pub fn current_trace_id() -> String {
-    current().map(|c| c.trace_id.clone()).unwrap_or_else(new_trace_id)
+    current()
+        .map(|c| c.trace_id.clone())
+        .unwrap_or_else(new_trace_id)
 }
 
 pub fn note_reservation(id: &str) {
@@ -85,7 +98,10 @@ mod tests {
     #[test]
     fn a_valid_traceparent_gives_its_trace_id() {
         let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(parse_traceparent(t).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            parse_traceparent(t).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
     }
 
     #[test]
