@@ -95,8 +95,9 @@ impl Dependencies {
                 let catalog = Catalog::load(config.catalog_file.as_deref())?;
                 let routes = local::inventory_routes(InventoryGrpc::from_catalog(catalog));
                 let server = LocalServer::spawn("inventory", loopback, routes).await?;
+                let endpoint = server.endpoint();
                 started.push(server);
-                started[started.len() - 1].endpoint()
+                endpoint
             }
         };
         let payment = match &config.payment_grpc_address {
@@ -104,8 +105,9 @@ impl Dependencies {
             None => {
                 let routes = local::payment_routes(PaymentGrpc);
                 let server = LocalServer::spawn("payment", loopback, routes).await?;
+                let endpoint = server.endpoint();
                 started.push(server);
-                started[started.len() - 1].endpoint()
+                endpoint
             }
         };
         Ok((inventory, payment))
