@@ -1,4 +1,8 @@
-//! The command line: `serve` (the default), `token`, `tables`.
+//! The command line: `serve` (the default), `token`, `tables`, and the bundled gRPC peers
+//! `inventory` and `payment`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +34,21 @@ pub enum Command {
     Tables {
         #[command(subcommand)]
         action: TablesAction,
+    },
+    /// Run the bundled seat inventory as a `reservation.v1.InventoryService` gRPC server.
+    Inventory {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// A catalogue JSON file (default: the bundled catalogue).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+    },
+    /// Run the payment simulator as a `payment.v1.PaymentService` gRPC server.
+    Payment {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: SocketAddr,
     },
 }
 

@@ -99,6 +99,123 @@ pub struct EventBridgeSettings {
     pub enabled: bool,
 }
 
+/// A gRPC dependency's client: deadline, retry, circuit breaker and bulkhead (`<PREFIX>_…` variables,
+/// prefix `INVENTORY` or `PAYMENT`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcClientSettings {
+    /// Deadline of one call, retries included; sent as `grpc-timeout` (`_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+    /// Bulkhead: calls in flight at most; one more is refused at once (`_MAX_CONCURRENT`).
+    pub max_concurrent: usize,
+    /// Attempts of one call, the first included (`_RETRY_MAX_ATTEMPTS`; 1 turns retries off).
+    pub retry_max_attempts: usize,
+    /// First backoff; doubles per retry, ±50 % jitter (`_RETRY_BACKOFF_MS`).
+    pub retry_backoff_ms: u64,
+    /// Backoff cap before jitter (`_RETRY_MAX_BACKOFF_MS`).
+    pub retry_max_backoff_ms: u64,
+    /// Open the circuit at this share of failed calls in the window (`_CB_FAILURE_RATE_PERCENT`).
+    pub cb_failure_rate_percent: u8,
+    /// A call at least this long is slow (`_CB_SLOW_CALL_MS`; default 80 % of the deadline).
+    pub cb_slow_call_ms: Option<u64>,
+    /// Open the circuit at this share of slow calls in the window (`_CB_SLOW_CALL_RATE_PERCENT`).
+    pub cb_slow_call_rate_percent: u8,
+    /// Calls in the window before the rates are judged (`_CB_MINIMUM_CALLS`).
+    pub cb_minimum_calls: u32,
+    /// Length of the sliding window (`_CB_WINDOW_SECONDS`).
+    pub cb_window_secs: u64,
+    /// How long an open circuit refuses calls before it lets probes through (`_CB_OPEN_MS`).
+    pub cb_open_ms: u64,
+    /// Probes let through when half-open; all must succeed to close (`_CB_HALF_OPEN_CALLS`).
+    pub cb_half_open_calls: u32,
+}
+
+impl Default for GrpcClientSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 250,
+            max_concurrent: 64,
+            retry_max_attempts: 3,
+            retry_backoff_ms: 10,
+            retry_max_backoff_ms: 50,
+            cb_failure_rate_percent: 50,
+            cb_slow_call_ms: None,
+            cb_slow_call_rate_percent: 80,
+            cb_minimum_calls: 10,
+            cb_window_secs: 10,
+            cb_open_ms: 5000,
+            cb_half_open_calls: 3,
+        }
+    }
+}
+
+impl GrpcClientSettings {
+    pub fn from_env(prefix: &str) -> Result<Self, String> {
+        let d = Self::default();
+        let name = |s: &str| format!("{prefix}_{s}");
+        Ok(Self {
+            timeout_ms: parse(&name("TIMEOUT_MS"), d.timeout_ms)?,
+            max_concurrent: parse(&name("MAX_CONCURRENT"), d.max_concurrent)?,
+            retry_max_attempts: parse(&name("RETRY_MAX_ATTEMPTS"), d.retry_max_attempts)?,
+            retry_backoff_ms: parse(&name("RETRY_BACKOFF_MS"), d.retry_backoff_ms)?,
+            retry_max_backoff_ms: parse(&name("RETRY_MAX_BACKOFF_MS"), d.retry_max_backoff_ms)?,
+            cb_failure_rate_percent: parse(
+                &name("CB_FAILURE_RATE_PERCENT"),
+                d.cb_failure_rate_percent,
+            )?,
+            cb_slow_call_ms: match var(&name("CB_SLOW_CALL_MS")) {
+                None => None,
+                Some(_) => Some(parse(&name("CB_SLOW_CALL_MS"), 0)?),
+            },
+            cb_slow_call_rate_percent: parse(
+                &name("CB_SLOW_CALL_RATE_PERCENT"),
+                d.cb_slow_call_rate_percent,
+            )?,
+            cb_minimum_calls: parse(&name("CB_MINIMUM_CALLS"), d.cb_minimum_calls)?,
+            cb_window_secs: parse(&name("CB_WINDOW_SECONDS"), d.cb_window_secs)?,
+            cb_open_ms: parse(&name("CB_OPEN_MS"), d.cb_open_ms)?,
+            cb_half_open_calls: parse(&name("CB_HALF_OPEN_CALLS"), d.cb_half_open_calls)?,
+        })
+    }
+
+    /// The slow-call threshold: as configured, or 80 % of the deadline.
+    pub fn slow_call_ms(&self) -> u64 {
+        self.cb_slow_call_ms
+            .unwrap_or(self.timeout_ms * 4 / 5)
+            .max(1)
+    }
+
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        let bad = |what: &str| Err(format!("{prefix}_{what}"));
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            return bad("TIMEOUT_MS must be 1-60000");
+        }
+        if self.max_concurrent == 0 {
+            return bad("MAX_CONCURRENT must be positive");
+        }
+        if !(1..=10).contains(&self.retry_max_attempts) {
+            return bad("RETRY_MAX_ATTEMPTS must be 1-10");
+        }
+        if self.retry_backoff_ms > self.retry_max_backoff_ms {
+            return bad("RETRY_BACKOFF_MS must not exceed RETRY_MAX_BACKOFF_MS");
+        }
+        if !(1..=100).contains(&self.cb_failure_rate_percent)
+            || !(1..=100).contains(&self.cb_slow_call_rate_percent)
+        {
+            return bad("CB_FAILURE_RATE_PERCENT and CB_SLOW_CALL_RATE_PERCENT must be 1-100");
+        }
+        if self.cb_slow_call_ms == Some(0) {
+            return bad("CB_SLOW_CALL_MS must be positive");
+        }
+        if self.cb_minimum_calls == 0 || self.cb_half_open_calls == 0 || self.cb_open_ms == 0 {
+            return bad("CB_MINIMUM_CALLS, CB_HALF_OPEN_CALLS and CB_OPEN_MS must be positive");
+        }
+        if !(1..=3600).contains(&self.cb_window_secs) {
+            return bad("CB_WINDOW_SECONDS must be 1-3600");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub profile: Profile,
@@ -119,6 +236,12 @@ pub struct Config {
     pub store: StoreKind,
     pub dynamodb: DynamoSettings,
     pub events: EventBridgeSettings,
+    /// The inventory's gRPC address; unset: the bundled inventory runs in process on a loopback port.
+    pub inventory_grpc_address: Option<String>,
+    pub inventory_client: GrpcClientSettings,
+    /// The payment service's gRPC address; unset: the bundled simulator runs in process.
+    pub payment_grpc_address: Option<String>,
+    pub payment_client: GrpcClientSettings,
 }
 
 impl Default for Config {
@@ -158,6 +281,10 @@ impl Default for Config {
                 auto_create: false,
                 timeout_ms: 3000,
             },
+            inventory_grpc_address: None,
+            inventory_client: GrpcClientSettings::default(),
+            payment_grpc_address: None,
+            payment_client: GrpcClientSettings::default(),
         }
     }
 }
@@ -230,6 +357,10 @@ impl Config {
                 auto_create: parse("DYNAMODB_AUTO_CREATE", d.dynamodb.auto_create)?,
                 timeout_ms: parse("DYNAMODB_TIMEOUT_MS", d.dynamodb.timeout_ms)?,
             },
+            inventory_grpc_address: var("INVENTORY_GRPC_ADDRESS"),
+            inventory_client: GrpcClientSettings::from_env("INVENTORY")?,
+            payment_grpc_address: var("PAYMENT_GRPC_ADDRESS"),
+            payment_client: GrpcClientSettings::from_env("PAYMENT")?,
         };
         c.validate()?;
         Ok(c)
@@ -252,6 +383,8 @@ impl Config {
         if self.outbox.max_attempts == 0 {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
         }
+        self.inventory_client.validate("INVENTORY")?;
+        self.payment_client.validate("PAYMENT")?;
         if self.profile == Profile::Prod {
             if self.dynamodb.auto_create {
                 return Err("DYNAMODB_AUTO_CREATE is for local and dev; create prod tables with `reservation-api tables create`".into());
@@ -292,5 +425,51 @@ mod tests {
         assert!(c.validate().is_ok());
         assert!("PROD".parse::<Profile>().is_ok());
         assert!("staging".parse::<Profile>().is_err());
+    }
+
+    #[test]
+    fn grpc_client_defaults_and_limits() {
+        let c = Config::default();
+        assert_eq!(c.inventory_client.timeout_ms, 250);
+        assert_eq!(c.inventory_client.max_concurrent, 64);
+        assert_eq!(c.payment_client.timeout_ms, 250);
+        assert_eq!(c.inventory_client.slow_call_ms(), 200);
+        assert!(c.inventory_grpc_address.is_none() && c.payment_grpc_address.is_none());
+        let bad = [
+            GrpcClientSettings {
+                timeout_ms: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                max_concurrent: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                retry_max_attempts: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                cb_failure_rate_percent: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                cb_half_open_calls: 0,
+                ..Default::default()
+            },
+            GrpcClientSettings {
+                retry_backoff_ms: 100,
+                retry_max_backoff_ms: 10,
+                ..Default::default()
+            },
+        ];
+        for s in bad {
+            let e = Config {
+                inventory_client: s.clone(),
+                ..Config::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.starts_with("INVENTORY_"), "{s:?}: {e}");
+        }
     }
 }

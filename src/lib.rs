@@ -6,6 +6,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod grpc;
 pub mod http;
 pub mod idempotency;
 pub mod inventory;

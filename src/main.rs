@@ -2,6 +2,10 @@ use clap::Parser;
 use reservation_api::auth::{dev_key, jwt};
 use reservation_api::cli::{Cli, Command, TablesAction};
 use reservation_api::config::{Config, Profile};
+use reservation_api::grpc::inventory_server::InventoryGrpc;
+use reservation_api::grpc::local;
+use reservation_api::grpc::payment_server::PaymentGrpc;
+use reservation_api::inventory::catalog::Catalog;
 use reservation_api::startup::{shutdown_signal, Application};
 use reservation_api::store::dynamo;
 use reservation_api::telemetry::logging;
@@ -15,6 +19,8 @@ async fn main() {
         Command::Tables {
             action: TablesAction::Create,
         } => create_tables().await,
+        Command::Inventory { listen, catalog } => inventory(listen, catalog).await,
+        Command::Payment { listen } => payment(listen).await,
     };
     if let Err(e) = result {
         eprintln!("reservation-api: {e}");
@@ -29,6 +35,46 @@ async fn serve() -> Result<(), String> {
     app.run_until_stopped(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn inventory(
+    listen: std::net::SocketAddr,
+    catalog: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    logging::init();
+    let catalog = Catalog::load(catalog.as_deref())?;
+    let events = catalog.events.len();
+    let routes = local::inventory_routes(InventoryGrpc::from_catalog(catalog));
+    grpc_server("reservation.v1.InventoryService", listen, routes, events).await
+}
+
+async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
+    logging::init();
+    grpc_server(
+        "payment.v1.PaymentService",
+        listen,
+        local::payment_routes(PaymentGrpc),
+        0,
+    )
+    .await
+}
+
+async fn grpc_server(
+    service: &str,
+    listen: std::net::SocketAddr,
+    routes: tonic::service::Routes,
+    events: usize,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("bind {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, service, events, "gRPC server listening");
+    local::serve(listener, routes, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(service, "stopped");
+    Ok(())
 }
 
 fn token(sub: &str, ttl: i64) -> Result<(), String> {

@@ -12,13 +12,16 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::jwt::Hs256Verifier;
 use crate::auth::{dev_key, TokenVerifier};
 use crate::config::{Config, Profile, StoreKind};
+use crate::grpc::endpoint_uri;
+use crate::grpc::inventory_client::GrpcInventory;
+use crate::grpc::inventory_server::InventoryGrpc;
+use crate::grpc::local::{self, LocalServer};
+use crate::grpc::payment_client::GrpcPayments;
+use crate::grpc::payment_server::PaymentGrpc;
 use crate::http::{self, AppState};
 use crate::inventory::catalog::Catalog;
-use crate::inventory::engine::SeatInventory;
-use crate::inventory::local::LocalInventory;
 use crate::inventory::Inventory;
 use crate::outbox::{EventBridgeSink, EventSink, LogSink, OutboxRelay};
-use crate::payment::simulator::PaymentSimulator;
 use crate::payment::Payments;
 use crate::service::expiry::HoldExpiry;
 use crate::service::{ReservationService, ServiceSettings};
@@ -34,23 +37,81 @@ pub struct Dependencies {
     pub payments: Arc<dyn Payments>,
     pub verifier: Arc<dyn TokenVerifier>,
     pub sink: Arc<dyn EventSink>,
+    /// Where the inventory and payment clients point (`http://host:port`).
+    pub inventory_endpoint: String,
+    pub payment_endpoint: String,
+    /// The bundled gRPC servers started in process (none when both addresses are configured);
+    /// stopped after the HTTP server.
+    pub local_servers: Vec<LocalServer>,
 }
 
 impl Dependencies {
+    /// The parts for `config`. Inventory and payment are always reached over gRPC: at
+    /// `INVENTORY_GRPC_ADDRESS` / `PAYMENT_GRPC_ADDRESS`, or, when unset, at the bundled inventory
+    /// and payment simulator started here on a `127.0.0.1` port. Must run inside a tokio runtime.
     pub async fn from_config(config: &Config) -> Result<Self, String> {
         if config.jwt_issuer_uri.is_some() {
             return Err("JWT_ISSUER_URI is set, but OIDC/JWKS verification is not built yet; unset it to use the development key".into());
         }
+        config.validate()?;
         let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
-        let catalog = Catalog::load(config.catalog_file.as_deref())?;
+        let mut local_servers = Vec::new();
+        let endpoints = Self::grpc_endpoints(config, &mut local_servers).await;
+        let clients = endpoints.and_then(|(inv, pay)| {
+            let inventory = GrpcInventory::connect(&inv, &config.inventory_client)?;
+            let payments = GrpcPayments::connect(&pay, &config.payment_client)?;
+            Ok((inventory, payments))
+        });
+        let (inventory, payments) = match clients {
+            Ok(c) => c,
+            Err(e) => {
+                for s in local_servers {
+                    s.shutdown().await;
+                }
+                return Err(e);
+            }
+        };
         Ok(Self {
             store: build_store(config).await?,
             store_kind: config.store.as_str(),
-            inventory: Arc::new(LocalInventory::new(Arc::new(SeatInventory::new(&catalog)))),
-            payments: Arc::new(PaymentSimulator),
+            inventory_endpoint: inventory.endpoint().to_owned(),
+            payment_endpoint: payments.endpoint().to_owned(),
+            inventory: Arc::new(inventory),
+            payments: Arc::new(payments),
             verifier: Arc::new(Hs256Verifier::new(&secret)),
             sink: build_sink(config).await,
+            local_servers,
         })
+    }
+
+    /// The inventory and payment endpoints, starting the bundled servers for those not configured.
+    async fn grpc_endpoints(
+        config: &Config,
+        started: &mut Vec<LocalServer>,
+    ) -> Result<(String, String), String> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let inventory = match &config.inventory_grpc_address {
+            Some(a) => endpoint_uri(a),
+            None => {
+                let catalog = Catalog::load(config.catalog_file.as_deref())?;
+                let routes = local::inventory_routes(InventoryGrpc::from_catalog(catalog));
+                let server = LocalServer::spawn("inventory", loopback, routes).await?;
+                let endpoint = server.endpoint();
+                started.push(server);
+                endpoint
+            }
+        };
+        let payment = match &config.payment_grpc_address {
+            Some(a) => endpoint_uri(a),
+            None => {
+                let routes = local::payment_routes(PaymentGrpc);
+                let server = LocalServer::spawn("payment", loopback, routes).await?;
+                let endpoint = server.endpoint();
+                started.push(server);
+                endpoint
+            }
+        };
+        Ok((inventory, payment))
     }
 }
 
@@ -101,6 +162,7 @@ pub struct Application {
     state: AppState,
     relay: OutboxRelay,
     expiry: HoldExpiry,
+    local_servers: Vec<LocalServer>,
 }
 
 impl Application {
@@ -147,6 +209,7 @@ impl Application {
             state,
             relay,
             expiry,
+            local_servers: deps.local_servers,
         })
     }
 
@@ -162,7 +225,7 @@ impl Application {
     }
 
     /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests, stop the
-    /// sweeper, and let the relay publish what is due.
+    /// sweeper, let the relay publish what is due, and stop the bundled gRPC servers.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -183,6 +246,9 @@ impl Application {
         stop.cancel();
         let _ = expiry.await;
         let _ = relay.await;
+        for s in self.local_servers {
+            s.shutdown().await;
+        }
         tracing::info!("stopped");
         served
     }

@@ -61,6 +61,9 @@ pub fn approve(q: &PaymentQuery, rec: Option<&PaymentRecord>) -> Result<(), Stri
     let Some(rec) = rec else {
         return Err("the payment intent is unknown".into());
     };
+    if rec.payment_intent_id != q.payment_intent_id {
+        return Err("the payment service answered about another intent".into());
+    }
     if rec.state != PaymentState::Completed {
         return Err(format!("the payment is {:?}, not completed", rec.state).to_uppercase());
     }
@@ -113,6 +116,7 @@ mod tests {
             |r: &mut PaymentRecord| r.reservation_id = "rsv_2".into(),
             |r: &mut PaymentRecord| r.amount = 99,
             |r: &mut PaymentRecord| r.currency = "USD".into(),
+            |r: &mut PaymentRecord| r.payment_intent_id = "pay_2".into(),
         ] {
             let mut r = paid();
             change(&mut r);

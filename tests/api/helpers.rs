@@ -21,11 +21,15 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// Where the app's inventory and payment clients point (the bundled servers by default).
+    pub inventory_endpoint: String,
+    pub payment_endpoint: String,
     stop: Option<oneshot::Sender<()>>,
     pub handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _data_dir: tempfile::TempDir,
 }
 
+/// Changes a test makes to the dependencies built from the config.
 pub type Customize = Box<dyn FnOnce(&mut Dependencies) + Send>;
 
 /// What a test may change before the app starts.
@@ -79,6 +83,10 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
     let mut deps = Dependencies::from_config(&opts.config)
         .await
         .expect("dependencies");
+    let (inventory_endpoint, payment_endpoint) = (
+        deps.inventory_endpoint.clone(),
+        deps.payment_endpoint.clone(),
+    );
     if let Some(c) = opts.customize.take() {
         c(&mut deps);
     }
@@ -98,6 +106,8 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
             .build()
             .unwrap(),
         store,
+        inventory_endpoint,
+        payment_endpoint,
         stop: Some(tx),
         handle: Some(handle),
         _data_dir: data_dir,

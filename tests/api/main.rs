@@ -1,12 +1,16 @@
 //! The API test suite: one binary, the real app on port 0 per test.
 
 mod helpers;
+mod moto;
+mod peers;
 
 mod errors;
 mod events;
 mod expiry;
+mod grpc;
 mod idempotency;
 mod lifecycle;
-mod moto;
+mod payment;
 mod races;
+mod resilience;
 mod workload;
