@@ -133,7 +133,7 @@ impl Default for GrpcClientSettings {
     fn default() -> Self {
         Self {
             timeout_ms: 250,
-            max_concurrent: 64,
+            max_concurrent: 1024,
             retry_max_attempts: 3,
             retry_backoff_ms: 10,
             retry_max_backoff_ms: 50,
@@ -431,7 +431,7 @@ mod tests {
     fn grpc_client_defaults_and_limits() {
         let c = Config::default();
         assert_eq!(c.inventory_client.timeout_ms, 250);
-        assert_eq!(c.inventory_client.max_concurrent, 64);
+        assert_eq!(c.inventory_client.max_concurrent, 1024);
         assert_eq!(c.payment_client.timeout_ms, 250);
         assert_eq!(c.inventory_client.slow_call_ms(), 200);
         assert!(c.inventory_grpc_address.is_none() && c.payment_grpc_address.is_none());

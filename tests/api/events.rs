@@ -165,6 +165,7 @@ async fn a_thirty_second_outage_fails_no_request_and_loses_no_event() {
     let proxy = Proxy::start(authority(&ep)).await;
     let app = Arc::new(
         spawn_app_with(|o| {
+            under_load(o);
             target.configure(&mut o.config, &proxy.url());
             o.config.hold_ttl_secs = 600;
         })

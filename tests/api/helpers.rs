@@ -65,6 +65,14 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     c
 }
 
+/// For the burst tests: a debug build serving a 1,000-request burst, its own gRPC peers and the
+/// test client on two cores answers slower than the 250 ms production deadline. These tests are
+/// about correctness under a real race; deadlines have tests of their own (`resilience.rs`).
+pub fn under_load(o: &mut TestOptions) {
+    o.config.inventory_client.timeout_ms = 5000;
+    o.config.payment_client.timeout_ms = 5000;
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_identical_creates_with_one_key_make_one_reservation() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(under_load).await);
     let body = create_body(SMALL_EVENT, 1);
     let barrier = Arc::new(tokio::sync::Barrier::new(200));
     let tasks = (0..200).map(|_| {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_creates_for_a_hundred_seats_hold_exactly_a_hundred() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(under_load).await);
     let barrier = Arc::new(tokio::sync::Barrier::new(1000));
     let tasks = (0..1000).map(|i| {
         let app = app.clone();
@@ -59,7 +59,7 @@ async fn a_thousand_concurrent_creates_for_a_hundred_seats_hold_exactly_a_hundre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn confirm_and_cancel_racing_on_one_hold_have_exactly_one_winner() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(under_load).await);
     let (mut confirms, mut cancels) = (0, 0);
     for round in 0..25 {
         let seat = format!("D-{}", round + 1);
@@ -120,7 +120,7 @@ async fn confirm_and_cancel_racing_on_one_hold_have_exactly_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_confirms_with_the_same_intent_give_one_order() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(under_load).await);
     let held = app.hold("u1", BIG_EVENT, 1).await;
     let id = held["reservation_id"].as_str().unwrap().to_owned();
     let tasks = (0..10).map(|i| {

@@ -36,7 +36,13 @@ enum Op {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_mixed_operations_leave_one_event_per_state_change() {
-    let app = Arc::new(spawn_app_with(|o| o.config.hold_ttl_secs = 2).await);
+    let app = Arc::new(
+        spawn_app_with(|o| {
+            under_load(o);
+            o.config.hold_ttl_secs = 2;
+        })
+        .await,
+    );
     let seed: u64 = std::env::var("WORKLOAD_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
