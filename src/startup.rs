@@ -173,6 +173,7 @@ impl Application {
 
     pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self, String> {
         config.validate()?;
+        crate::telemetry::metrics::handle();
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

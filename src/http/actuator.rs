@@ -1,14 +1,17 @@
 //! `/actuator/*`: health (liveness, readiness) and info.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::error::ApiError;
 use super::AppState;
+use crate::telemetry::metrics;
 
 fn health_response(up: bool, components: serde_json::Value) -> Response {
     let status = if up { "UP" } else { "DOWN" };
@@ -75,4 +78,45 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "store": state.store_kind,
         "hold_ttl_seconds": state.hold_ttl_secs,
     }))
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/actuator/prometheus", tag = "operations",
+    responses((status = 200, description = "Prometheus exposition text", content_type = "text/plain")))]
+pub async fn prometheus() -> Response {
+    let mut r = metrics::handle().render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// The names of the metrics recorded so far.
+#[utoipa::path(get, path = "/actuator/metrics", tag = "operations", responses((status = 200, description = "Names")))]
+pub async fn metric_names() -> Json<serde_json::Value> {
+    let names: BTreeSet<String> = metrics::samples(&metrics::handle().render())
+        .iter()
+        .map(|s| metrics::family(&s.name).to_owned())
+        .collect();
+    Json(json!({ "names": names }))
+}
+
+/// One metric's samples, with their labels.
+#[utoipa::path(get, path = "/actuator/metrics/{name}", tag = "operations",
+    params(("name" = String, Path, description = "a name from /actuator/metrics")),
+    responses((status = 200, description = "Samples"), (status = 404, description = "NOT_FOUND")))]
+pub async fn metric(Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let samples: Vec<_> = metrics::samples(&metrics::handle().render())
+        .into_iter()
+        .filter(|s| metrics::family(&s.name) == name)
+        .collect();
+    if samples.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no metric named {name}"),
+        ));
+    }
+    Ok(Json(json!({ "name": name, "samples": samples })))
 }

@@ -28,6 +28,9 @@ use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `eve
         actuator::liveness,
         actuator::readiness,
         actuator::info,
+        actuator::prometheus,
+        actuator::metric_names,
+        actuator::metric,
     ),
     components(schemas(
         views::HoldCreated,

@@ -51,6 +51,9 @@ pub fn router(state: AppState) -> Router {
         .route("/actuator/health/liveness", get(actuator::liveness))
         .route("/actuator/health/readiness", get(actuator::readiness))
         .route("/actuator/info", get(actuator::info))
+        .route("/actuator/prometheus", get(actuator::prometheus))
+        .route("/actuator/metrics", get(actuator::metric_names))
+        .route("/actuator/metrics/{name}", get(actuator::metric))
         .route(
             "/swagger-ui.html",
             get(|| async { Redirect::temporary("/swagger-ui/") }),

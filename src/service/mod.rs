@@ -26,6 +26,7 @@ use crate::inventory::{
 };
 use crate::payment::{self, PaymentQuery, Payments};
 use crate::store::{ConflictKind, Store, StoreError, Transition};
+use crate::telemetry::metrics::MethodTimer;
 use views::{Cancelled, Confirmed, HoldCreated, ReservationView};
 
 #[derive(Clone, Debug)]
@@ -155,6 +156,7 @@ impl ReservationService {
         idempotency_key: &str,
         ticket: &IdempotencyTicket,
     ) -> Result<Reply, ServiceError> {
+        let _timer = MethodTimer::start("create");
         let now = now_ms();
         let id = ids::new_reservation_id();
         let hold_expires_at = now + self.settings.hold_ttl;
@@ -222,6 +224,7 @@ impl ReservationService {
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ReservationView, ServiceError> {
+        let _timer = MethodTimer::start("get");
         let r = self.load(id).await?;
         r.ensure_owner(&caller.user_id)?;
         Ok(ReservationView::of(&r, r.effective_status(now_ms())))
@@ -234,6 +237,7 @@ impl ReservationService {
         input: &ConfirmInput,
         ticket: &IdempotencyTicket,
     ) -> Result<Reply, ServiceError> {
+        let _timer = MethodTimer::start("confirm");
         let r = self.load(id).await?;
         let intent = &input.payment_intent_id;
         if let ConfirmPlan::AlreadyConfirmed { order_id } =
@@ -345,6 +349,7 @@ impl ReservationService {
         id: &str,
         ticket: &IdempotencyTicket,
     ) -> Result<Reply, ServiceError> {
+        let _timer = MethodTimer::start("cancel");
         let r = self.load(id).await?;
         let done = || unrecorded(StoredResponse::json(200, &Cancelled::of(id)));
         if r.plan_cancel(&caller.user_id, now_ms())? == CancelPlan::AlreadyCancelled {
@@ -406,6 +411,7 @@ impl ReservationService {
     /// Expire one due hold: release its seats, then write EXPIRED with its event. Safe to run from
     /// several replicas at once: the release repeats its answer and only one write wins.
     pub async fn expire(&self, r: &Reservation) -> Result<bool, ServiceError> {
+        let _timer = MethodTimer::start("expire");
         let now = now_ms();
         if r.status != ReservationStatus::Hold || r.hold_expires_at > now {
             return Ok(false);

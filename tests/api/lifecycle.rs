@@ -348,3 +348,82 @@ async fn readiness_goes_down_on_shutdown_and_in_flight_work_finishes() {
         reservation_api::domain::OutboxStatus::Published
     );
 }
+
+#[tokio::test]
+async fn metrics_are_exported_for_prometheus_and_by_name() {
+    let app = spawn_app().await;
+    let held = app.hold("u1", BIG_EVENT, 1).await;
+    app.confirm(
+        "u1",
+        held["reservation_id"].as_str().unwrap(),
+        "m1",
+        "pay_1",
+    )
+    .await;
+    let r = app
+        .client
+        .get(app.url("/actuator/prometheus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    for name in [
+        "http_server_requests_seconds_bucket",
+        "grpc_client_duration_seconds_bucket",
+        "reservation_status_total",
+        "service_method_duration_seconds_bucket",
+        "idempotency_requests_total",
+    ] {
+        assert!(
+            text.contains(name),
+            "{name} missing from /actuator/prometheus"
+        );
+    }
+    assert!(
+        text.contains(r#"uri="/v1/reservations""#),
+        "routes are labelled by template"
+    );
+
+    let names: Value = app
+        .client
+        .get(app.url("/actuator/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = names["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"http_server_requests_seconds"), "{names:?}");
+    let one: Value = app
+        .client
+        .get(app.url("/actuator/metrics/reservation_status_total"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(one["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["labels"]["status"] == "CONFIRMED"));
+    let r = app
+        .client
+        .get(app.url("/actuator/metrics/no_such_metric"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "NOT_FOUND").await;
+}
