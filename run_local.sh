@@ -93,14 +93,13 @@ cmd_test() {
   # Tests that time things (event delivery "on an idle machine", deadlines, fail-fast breaker and
   # bulkhead) run one at a time after the rest; the resilience ones only on the embedded store,
   # whose latency they must not include.
-  local timed=(events:: resilience::)
-  log "cargo test: unit tests, store conformance (memory + DynamoDB), API suite on the embedded store"
-  cargo test --locked --no-fail-fast -- --skip events:: --skip resilience::
+  log "cargo test: unit tests, store conformance (memory + DynamoDB), binary, API suite on the embedded store"
+  cargo test --locked --no-fail-fast -- --skip timed::
   log "cargo test: timed API tests, one at a time"
-  cargo test --locked --no-fail-fast --test api -- --test-threads 1 "${timed[@]}"
+  cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::
   log "cargo test: API suite with STORE=dynamodb"
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --skip events:: --skip resilience::
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --test-threads 1 events::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --skip timed::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::events::
   stop_moto
 }
 

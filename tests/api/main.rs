@@ -5,12 +5,11 @@ mod moto;
 mod peers;
 
 mod errors;
-mod events;
 mod expiry;
 mod grpc;
 mod idempotency;
 mod lifecycle;
 mod payment;
 mod races;
-mod resilience;
+mod timed;
 mod workload;

@@ -1,0 +1,151 @@
+//! The binary itself: `token`, `serve` with JSON logs and a clean SIGTERM, `prod` refusing the
+//! development key.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_reservation-api");
+
+fn command(data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("RUST_LOG", "info");
+    c
+}
+
+/// Start `serve` on a free port and return it with the port it logged.
+fn serve(data_dir: &std::path::Path) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
+    let mut child = command(data_dir)
+        .args(["serve"])
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .expect("a listening line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        if v["message"] == "reservation-api listening" {
+            let port = v["addr"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            return (child, port, rx);
+        }
+    }
+}
+
+#[test]
+fn token_prints_a_jwt_for_the_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args(["token", "--sub", "u123", "--ttl", "120"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    // Signed with the key kept in the data folder, which `serve` uses too.
+    let key = std::fs::read(dir.path().join("jwt-dev-secret")).unwrap();
+    let v = reservation_api::auth::jwt::Hs256Verifier::new(&key);
+    let sub = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use reservation_api::auth::TokenVerifier;
+        v.verify(&token).await
+    });
+    assert_eq!(sub.as_deref(), Ok("u123"));
+}
+
+#[test]
+fn prod_refuses_the_development_key_and_a_missing_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .env("APP_PROFILE", "prod")
+        .env("JWT_DEV_SECRET", "dev")
+        .args(["serve"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("development JWT key"));
+    let out = command(dir.path())
+        .env("APP_PROFILE", "prod")
+        .args(["serve"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_ISSUER_URI"));
+    let out = command(dir.path())
+        .env("APP_PROFILE", "prod")
+        .args(["token", "--sub", "u"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn serve_logs_json_lines_with_the_trace_id_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, lines) = serve(dir.path());
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "GET /v1/reservations/rsv_x HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{trace}-00f067aa0ba902b7-01\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(
+        response.contains(trace),
+        "the error envelope carries the trace id: {response}"
+    );
+    let until = Instant::now() + Duration::from_secs(5);
+    let logged = std::iter::from_fn(|| {
+        lines
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .ok()
+    })
+    .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap())
+    .find(|v| v["message"] == "request")
+    .expect("an access log line");
+    assert_eq!(
+        logged["trace_id"], trace,
+        "the log line carries the same trace id"
+    );
+    for f in ["timestamp", "level", "span_id"] {
+        assert!(logged.get(f).is_some(), "log line lacks {f}: {logged}");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code:?}");
+            break;
+        }
+        assert!(Instant::now() < until, "still running 15 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
