@@ -16,9 +16,19 @@ fn command(data_dir: &std::path::Path) -> Command {
     c
 }
 
+/// A child process that is killed and reaped if a test fails before it stops it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `serve` on a free port and return it with the port it logged.
-fn serve(data_dir: &std::path::Path) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = command(data_dir)
+fn serve(data_dir: &std::path::Path) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    let child = command(data_dir)
         .args(["serve"])
         .env("SERVER_HOST", "127.0.0.1")
         .env("SERVER_PORT", "0")
@@ -26,8 +36,9 @@ fn serve(data_dir: &std::path::Path) -> (Child, u16, std::sync::mpsc::Receiver<S
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the binary starts");
+    let mut child = Running(child);
     let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -141,7 +152,7 @@ fn serve_logs_json_lines_with_the_trace_id_and_stops_cleanly_on_sigterm() {
     assert!(status.success());
     let until = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Some(code) = child.try_wait().unwrap() {
+        if let Some(code) = child.0.try_wait().unwrap() {
             assert!(code.success(), "exit status {code:?}");
             break;
         }
