@@ -146,7 +146,7 @@ fn serve_logs_json_lines_with_the_trace_id_and_stops_cleanly_on_sigterm() {
         assert!(logged.get(f).is_some(), "log line lacks {f}: {logged}");
     }
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
