@@ -2,7 +2,7 @@
 //! the holder before expiry, releases that never free a sold seat, every call idempotent per
 //! reservation. One lock per event, held only for the in-memory update.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -49,6 +49,13 @@ struct EventSeats {
     seats: Vec<(Seat, SeatState)>,
     by_id: HashMap<String, usize>,
     holds: HashMap<String, HoldRecord>,
+    /// Row of each seat (section and row together), for cheap adjacency checks.
+    row_of: Vec<u32>,
+    /// Every seat before this index is taken, so best-available starts here: a pick stays short
+    /// while a big hall fills up, instead of rescanning the sold-out front rows each time.
+    scan_from: usize,
+    /// Holds by expiry, so that the ones that ran out are freed (and `scan_from` lowered) first.
+    expiries: BTreeSet<(DateTime<Utc>, String)>,
 }
 
 /// A counted view of one event, for `GetInventoryStatus` and tests.
@@ -91,12 +98,36 @@ impl EventSeats {
         };
         if h.state == HoldState::Active && h.until <= now {
             h.state = HoldState::Expired;
-            for &i in &h.seats {
+            let seats = h.seats.clone();
+            for i in seats {
                 if matches!(&self.seats[i].1, SeatState::Held { reservation: r, .. } if r == reservation)
                 {
-                    self.seats[i].1 = SeatState::Free;
+                    self.free(i);
                 }
             }
+        }
+    }
+
+    fn free(&mut self, i: usize) {
+        self.seats[i].1 = SeatState::Free;
+        self.scan_from = self.scan_from.min(i);
+    }
+
+    /// Free the seats of every hold that ran out by `now`.
+    fn expire_due(&mut self, now: DateTime<Utc>) {
+        while let Some((until, reservation)) = self.expiries.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.expiries.pop_first();
+            self.settle_expiry(&reservation, now);
+        }
+    }
+
+    /// Move `scan_from` past the taken seats at its front.
+    fn advance_scan(&mut self, now: DateTime<Utc>) {
+        while self.scan_from < self.seats.len() && !self.is_free(self.scan_from, now) {
+            self.scan_from += 1;
         }
     }
 
@@ -108,11 +139,10 @@ impl EventSeats {
     /// failing that, the first `qty` free seats in catalogue order.
     fn pick(&self, qty: usize, now: DateTime<Utc>) -> Option<Vec<usize>> {
         let mut run: Vec<usize> = Vec::with_capacity(qty);
-        for i in 0..self.seats.len() {
-            let same_row = run.last().is_some_and(|&p| {
-                self.seats[p].0.section == self.seats[i].0.section
-                    && self.seats[p].0.row == self.seats[i].0.row
-            });
+        for i in self.scan_from..self.seats.len() {
+            let same_row = run
+                .last()
+                .is_some_and(|&p| self.row_of[p] == self.row_of[i]);
             if !same_row {
                 run.clear();
             }
@@ -125,7 +155,7 @@ impl EventSeats {
                 run.clear();
             }
         }
-        let any: Vec<usize> = (0..self.seats.len())
+        let any: Vec<usize> = (self.scan_from..self.seats.len())
             .filter(|&i| self.is_free(i, now))
             .take(qty)
             .collect();
@@ -139,9 +169,13 @@ impl SeatInventory {
         let mut names = HashMap::new();
         for e in &catalog.events {
             let mut seats = Vec::new();
+            let mut row_of = Vec::new();
+            let mut row_no = 0u32;
             for s in &e.sections {
                 for row in &s.rows {
+                    row_no += 1;
                     for n in 1..=s.seats_per_row {
+                        row_of.push(row_no);
                         let seat = Seat {
                             id: format!("{row}-{n}"),
                             section: s.id.clone(),
@@ -167,6 +201,9 @@ impl SeatInventory {
                     seats,
                     by_id,
                     holds: HashMap::new(),
+                    row_of,
+                    scan_from: 0,
+                    expiries: BTreeSet::new(),
                 }),
             );
         }
@@ -201,6 +238,7 @@ impl SeatInventory {
                 format!("no event {} in the inventory", req.event_id),
             );
         };
+        ev.expire_due(now);
         ev.settle_expiry(&req.reservation_id, now);
         if let Some(h) = ev.holds.get(&req.reservation_id) {
             // A repeat: the same seats, whatever became of the hold since.
@@ -282,6 +320,9 @@ impl SeatInventory {
                 release: None,
             },
         );
+        ev.expiries
+            .insert((req.hold_expires_at, req.reservation_id.clone()));
+        ev.advance_scan(now);
         HoldResult {
             outcome: HoldOutcome::Held {
                 seats,
@@ -365,7 +406,7 @@ impl SeatInventory {
             HoldState::Expired | HoldState::Released => ReleaseOutcome::AlreadyReleased,
             HoldState::Active => {
                 for &i in &h.seats {
-                    ev.seats[i].1 = SeatState::Free;
+                    ev.free(i);
                 }
                 ReleaseOutcome::Released
             }
@@ -600,6 +641,38 @@ mod tests {
             i.release(&release("unknown"), now).0,
             ReleaseOutcome::NotFound
         );
+    }
+
+    #[test]
+    fn best_available_finds_seats_freed_behind_the_scan_start() {
+        let i = inv();
+        let now = Utc::now();
+        for n in 0..18 {
+            held(&i.reserve(&hold(&format!("r{n}"), "u", &[], 1, now), now));
+        }
+        // The front is full; free one seat there by release and one by expiry.
+        i.release(&release("r3"), now);
+        let mut short = hold("short", "u", &[], 1, now);
+        short.hold_expires_at = now + Duration::seconds(1);
+        assert_eq!(held(&i.reserve(&short, now)), vec!["R0-4"]);
+        assert_eq!(
+            held(&i.reserve(&hold("a", "v", &[], 1, now), now)),
+            vec!["R1-9"]
+        );
+        // The short hold runs out: its seat, behind the scan start, is found again.
+        let later = now + Duration::seconds(2);
+        assert_eq!(
+            held(&i.reserve(&hold("b", "v", &[], 1, later), later)),
+            vec!["R0-4"]
+        );
+        assert_eq!(
+            held(&i.reserve(&hold("c", "v", &[], 1, later), later)),
+            vec!["R1-10"]
+        );
+        assert!(matches!(
+            i.reserve(&hold("d", "v", &[], 1, later), later).outcome,
+            HoldOutcome::Unavailable { .. }
+        ));
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub fn approve(q: &PaymentQuery, rec: Option<&PaymentRecord>) -> Result<(), Stri
         return Err("the payment service answered about another intent".into());
     }
     if rec.state != PaymentState::Completed {
-        return Err(format!("the payment is {}, not COMPLETED", format!("{:?}", rec.state).to_uppercase()));
+        return Err(format!(
+            "the payment is {}, not COMPLETED",
+            format!("{:?}", rec.state).to_uppercase()
+        ));
     }
     if rec.user_id != q.user_id {
         return Err("the payment belongs to another user".into());
