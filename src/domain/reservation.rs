@@ -72,6 +72,10 @@ pub enum ConfirmPlan {
     Proceed,
     /// Already confirmed with this payment intent: answer with the same order.
     AlreadyConfirmed { order_id: String },
+    /// The hold ran out but EXPIRED was never written because the inventory refused to release
+    /// it: a confirm sold the seats before the deadline and died before its write. Finish that
+    /// confirm if the inventory says the seats were sold to this reservation; otherwise expired.
+    ProceedIfSold,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +111,9 @@ impl Reservation {
         self.ensure_owner(user_id)?;
         match self.effective_status(now) {
             ReservationStatus::Hold => Ok(ConfirmPlan::Proceed),
+            ReservationStatus::Expired if self.status == ReservationStatus::Hold => {
+                Ok(ConfirmPlan::ProceedIfSold)
+            }
             ReservationStatus::Confirmed
                 if self.payment_intent_id.as_deref() == Some(payment_intent_id) =>
             {
@@ -217,8 +224,14 @@ pub(crate) mod tests {
         let now = Utc::now();
         let r = hold(now);
         let late = r.hold_expires_at + Duration::seconds(1);
+        // Not yet written EXPIRED: only a sale made before the deadline may still be finished.
         assert_eq!(
             r.plan_confirm("u1", "pay", late),
+            Ok(ConfirmPlan::ProceedIfSold)
+        );
+        let expired = r.transitioned(ReservationStatus::Expired, late).unwrap();
+        assert_eq!(
+            expired.plan_confirm("u1", "pay", late),
             Err(TransitionError::Expired)
         );
         assert_eq!(r.plan_cancel("u1", late), Err(TransitionError::Expired));

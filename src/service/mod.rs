@@ -240,14 +240,16 @@ impl ReservationService {
         let _timer = MethodTimer::start("confirm");
         let r = self.load(id).await?;
         let intent = &input.payment_intent_id;
-        if let ConfirmPlan::AlreadyConfirmed { order_id } =
-            r.plan_confirm(&caller.user_id, intent, now_ms())?
-        {
+        let plan = r.plan_confirm(&caller.user_id, intent, now_ms())?;
+        if let ConfirmPlan::AlreadyConfirmed { order_id } = plan {
             return Ok(unrecorded(StoredResponse::json(
                 200,
                 &Confirmed::of(id, &order_id),
             )));
         }
+        // Past the deadline only a sale the inventory already made may be finished; every other
+        // late confirm is RESERVATION_EXPIRED, whatever its payment.
+        let late = plan == ConfirmPlan::ProceedIfSold;
         let query = PaymentQuery {
             payment_intent_id: intent.clone(),
             user_id: caller.user_id.clone(),
@@ -256,7 +258,13 @@ impl ReservationService {
             currency: r.currency.clone(),
         };
         let record = self.payments.lookup(&query).await?;
-        payment::approve(&query, record.as_ref()).map_err(ServiceError::PaymentNotApproved)?;
+        if let Err(why) = payment::approve(&query, record.as_ref()) {
+            return Err(if late {
+                ServiceError::Expired
+            } else {
+                ServiceError::PaymentNotApproved(why)
+            });
+        }
 
         let committed = self
             .inventory
@@ -273,6 +281,7 @@ impl ReservationService {
         match committed {
             CommitOutcome::Committed { .. } => {}
             CommitOutcome::Expired => return Err(ServiceError::Expired),
+            CommitOutcome::Conflict { .. } if late => return Err(ServiceError::Expired),
             CommitOutcome::Conflict { .. } => return self.confirm_lost(caller, id, intent).await,
         }
 
@@ -340,6 +349,7 @@ impl ReservationService {
             ConfirmPlan::Proceed => Err(ServiceError::InvalidState(
                 "the reservation is no longer held".into(),
             )),
+            ConfirmPlan::ProceedIfSold => Err(ServiceError::Expired),
         }
     }
 

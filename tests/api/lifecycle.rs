@@ -427,3 +427,57 @@ async fn metrics_are_exported_for_prometheus_and_by_name() {
         .unwrap();
     assert_error(r, 404, "NOT_FOUND").await;
 }
+
+#[tokio::test]
+async fn a_confirm_that_sold_the_seats_but_died_before_its_write_is_finished_by_its_retry() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let f = fail.clone();
+    let app = spawn_app_with(move |o| {
+        o.config.hold_ttl_secs = 1;
+        o.customize = Some(Box::new(move |d| {
+            d.store = Arc::new(FlakyStore {
+                inner: d.store.clone(),
+                fail_writes: f,
+            });
+        }))
+    })
+    .await;
+    let held = app.hold("u1", BIG_EVENT, 1).await;
+    let id = held["reservation_id"].as_str().unwrap();
+    // The inventory sells the seats, then the store write fails: 504, the key is freed.
+    fail.store(true, Ordering::SeqCst);
+    assert_error(
+        app.confirm("u1", id, "c1", "pay_1").await,
+        504,
+        "UPSTREAM_TIMEOUT",
+    )
+    .await;
+    fail.store(false, Ordering::SeqCst);
+    // The hold runs out meanwhile; the sweeper cannot expire it, for its seats are sold.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = app.confirm("u1", id, "c1", "pay_1").await;
+    assert_eq!(r.status(), 200, "the retry did not finish the sale");
+    let got: Value = app.get("u1", id).await.json().await.unwrap();
+    assert_eq!(got["status"], "CONFIRMED");
+    assert_eq!(
+        app.event_types(id).await,
+        ["reservation.hold.created", "reservation.confirmed"]
+    );
+
+    // A late confirm of a hold nobody sold is still RESERVATION_EXPIRED, whatever its payment.
+    let other = app.hold("u1", BIG_EVENT, 1).await;
+    let other = other["reservation_id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(
+        app.confirm("u1", other, "c2", "pay_declined").await,
+        409,
+        "RESERVATION_EXPIRED",
+    )
+    .await;
+    assert_error(
+        app.confirm("u1", other, "c3", "pay_ok").await,
+        409,
+        "RESERVATION_EXPIRED",
+    )
+    .await;
+}
