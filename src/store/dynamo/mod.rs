@@ -196,6 +196,22 @@ impl DynamoStore {
             .map_err(sdk_err)
     }
 
+    /// The item with partition key `pk` (its sort key unknown to the caller), read consistently.
+    async fn first_by_pk(&self, table: &str, pk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.items().first().cloned())
+    }
+
     async fn read_record(&self, scoped_key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let got = self
             .client
@@ -387,33 +403,19 @@ impl Store for DynamoStore {
     }
 
     async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.reservations)
-            .key_condition_expression("pk = :id")
-            .expression_attribute_values(":id", s(id))
-            .consistent_read(true)
-            .limit(1)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        out.items().first().map(reservations::from_item).transpose()
+        self.first_by_pk(&self.tables.reservations, id)
+            .await?
+            .as_ref()
+            .map(reservations::from_item)
+            .transpose()
     }
 
     async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.orders)
-            .key_condition_expression("pk = :id")
-            .expression_attribute_values(":id", s(id))
-            .consistent_read(true)
-            .limit(1)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        out.items().first().map(orders::from_item).transpose()
+        self.first_by_pk(&self.tables.orders, id)
+            .await?
+            .as_ref()
+            .map(orders::from_item)
+            .transpose()
     }
 
     async fn due_holds(
