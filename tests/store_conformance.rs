@@ -101,6 +101,15 @@ fn completion(ticket: &IdempotencyTicket, status: u16) -> IdempotencyCompletion 
     }
 }
 
+/// Claim up to `limit` due events for `owner`, with a 30 s lease.
+async fn claim(store: &dyn Store, owner: &str, limit: usize) -> Vec<OutboxEvent> {
+    let now = Utc::now();
+    store
+        .claim_events(owner, now, now + Duration::seconds(30), limit)
+        .await
+        .unwrap()
+}
+
 async fn create(store: &dyn Store, r: &Reservation) {
     store
         .create_hold(r, &event(EventType::HoldCreated, r), None)
@@ -428,11 +437,7 @@ mod cases {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let now = Utc::now();
-                    let got = store
-                        .claim_events(&format!("c{i}"), now, now + Duration::seconds(30), 5)
-                        .await
-                        .unwrap();
+                    let got = claim(&*store, &format!("c{i}"), 5).await;
                     if got.is_empty() {
                         return mine;
                     }
@@ -490,19 +495,12 @@ mod cases {
             [&created.id],
             "the later event must wait"
         );
-        assert!(store
-            .claim_events("b", now, now + Duration::seconds(30), 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&*store, "b", 10).await.is_empty());
 
         // a's replica "dies": after the lease, b takes the event over; a can no longer settle it.
         tokio::time::sleep(std::time::Duration::from_millis(350)).await;
         let now = Utc::now();
-        let retaken = store
-            .claim_events("b", now, now + Duration::seconds(30), 10)
-            .await
-            .unwrap();
+        let retaken = claim(&*store, "b", 10).await;
         assert_eq!(
             retaken.iter().map(|e| &e.id).collect::<Vec<_>>(),
             [&created.id]
@@ -517,10 +515,7 @@ mod cases {
             .unwrap();
 
         let now = Utc::now();
-        let second = store
-            .claim_events("b", now, now + Duration::seconds(30), 10)
-            .await
-            .unwrap();
+        let second = claim(&*store, "b", 10).await;
         assert_eq!(
             second.iter().map(|e| &e.id).collect::<Vec<_>>(),
             [&cancelled.id]
@@ -543,10 +538,7 @@ mod cases {
         let e = event(EventType::HoldCreated, &r);
         store.create_hold(&r, &e, None).await.unwrap();
         let now = Utc::now();
-        store
-            .claim_events("a", now, now + Duration::seconds(30), 10)
-            .await
-            .unwrap();
+        claim(&*store, "a", 10).await;
         let later = now + Duration::milliseconds(300);
         store
             .settle_event(
@@ -566,21 +558,9 @@ mod cases {
             (OutboxStatus::Pending, 1, Some("throttled"))
         );
         // Not due before next_retry_at.
-        assert!(store
-            .claim_events("a", Utc::now(), Utc::now() + Duration::seconds(30), 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&*store, "a", 10).await.is_empty());
         tokio::time::sleep(std::time::Duration::from_millis(350)).await;
-        let now = Utc::now();
-        assert_eq!(
-            store
-                .claim_events("a", now, now + Duration::seconds(30), 10)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(claim(&*store, "a", 10).await.len(), 1);
         store
             .settle_event(
                 &e.id,
@@ -597,11 +577,7 @@ mod cases {
             (stored.status, stored.attempts, stored.last_error.as_deref()),
             (OutboxStatus::Failed, 8, Some("rejected"))
         );
-        assert!(store
-            .claim_events("a", Utc::now(), Utc::now() + Duration::seconds(30), 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&*store, "a", 10).await.is_empty());
     }
 
     pub async fn due_holds_are_the_expired_holds_oldest_first(store: Arc<dyn Store>) {
@@ -654,10 +630,7 @@ mod cases {
     async fn drain(store: &dyn Store) {
         loop {
             let now = Utc::now();
-            let got = store
-                .claim_events("drain", now, now + Duration::seconds(30), 10)
-                .await
-                .unwrap();
+            let got = claim(store, "drain", 10).await;
             if got.is_empty() {
                 return;
             }

@@ -189,6 +189,17 @@ impl TestApp {
             .expect("request")
     }
 
+    /// GET an unauthenticated JSON endpoint (actuator, OpenAPI).
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        r.json().await.expect("JSON body")
+    }
+
     pub async fn events(&self, reservation_id: &str) -> Vec<OutboxEvent> {
         self.store.events_for(reservation_id).await.expect("events")
     }

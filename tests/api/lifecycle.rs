@@ -285,26 +285,10 @@ async fn health_info_api_docs_and_swagger_ui() {
         assert_eq!(b["status"], "UP", "{path}");
         assert!(b["components"].is_object());
     }
-    let info: Value = app
-        .client
-        .get(app.url("/actuator/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = app.get_json("/actuator/info").await;
     assert_eq!(info["app"]["name"], "reservation-api");
 
-    let doc: Value = app
-        .client
-        .get(app.url("/v3/api-docs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/v3/api-docs").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for p in [
         "/v1/reservations",
@@ -389,15 +373,7 @@ async fn metrics_are_exported_for_prometheus_and_by_name() {
         "routes are labelled by template"
     );
 
-    let names: Value = app
-        .client
-        .get(app.url("/actuator/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let names: Value = app.get_json("/actuator/metrics").await;
     let names: Vec<&str> = names["names"]
         .as_array()
         .unwrap()
@@ -406,14 +382,8 @@ async fn metrics_are_exported_for_prometheus_and_by_name() {
         .collect();
     assert!(names.contains(&"http_server_requests_seconds"), "{names:?}");
     let one: Value = app
-        .client
-        .get(app.url("/actuator/metrics/reservation_status_total"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/actuator/metrics/reservation_status_total")
+        .await;
     assert!(one["samples"]
         .as_array()
         .unwrap()

@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use self::item::{n, s, t, Item};
 use super::{ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition};
-use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation};
+use crate::domain::{EventType, Order, OutboxEvent, OutboxStatus, Reservation};
 use crate::idempotency::{
     Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
 };
@@ -108,14 +108,6 @@ fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool 
 impl DynamoStore {
     pub fn new(client: Client, tables: TableNames) -> Self {
         Self { client, tables }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn tables(&self) -> &TableNames {
-        &self.tables
     }
 
     /// One transaction; `kinds[i]` says what a condition failure of item `i` means. A transaction
@@ -227,6 +219,10 @@ impl DynamoStore {
 
     /// Is an earlier event of the same reservation still unsettled?
     async fn waits_for_earlier(&self, e: &OutboxEvent) -> Result<bool, StoreError> {
+        // A hold's creation is its reservation's first event: nothing to wait for, no query.
+        if e.event_type == EventType::HoldCreated {
+            return Ok(false);
+        }
         let q = self
             .client
             .query()
