@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::Hs256Verifier;
 use crate::auth::{dev_key, TokenVerifier};
-use crate::config::{Config, Profile, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::grpc::endpoint_uri;
 use crate::grpc::inventory_client::GrpcInventory;
 use crate::grpc::inventory_server::InventoryGrpc;
@@ -55,6 +55,8 @@ impl Dependencies {
         }
         config.validate()?;
         let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
+        // The store first: a failure there leaves no bundled server running.
+        let store = build_store(config).await?;
         let mut local_servers = Vec::new();
         let endpoints = Self::grpc_endpoints(config, &mut local_servers).await;
         let clients = endpoints.and_then(|(inv, pay)| {
@@ -72,7 +74,7 @@ impl Dependencies {
             }
         };
         Ok(Self {
-            store: build_store(config).await?,
+            store,
             store_kind: config.store.as_str(),
             inventory_endpoint: inventory.endpoint().to_owned(),
             payment_endpoint: payments.endpoint().to_owned(),
@@ -127,7 +129,8 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
                 std::time::Duration::from_millis(d.timeout_ms),
             )
             .await;
-            if d.auto_create && config.profile != Profile::Prod {
+            // `Config::validate` refuses auto-creation in prod.
+            if d.auto_create {
                 let created = dynamo::tables::create_missing(&client, &d.tables).await?;
                 if !created.is_empty() {
                     tracing::info!(tables = ?created, "created DynamoDB tables");
