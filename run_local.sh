@@ -6,6 +6,7 @@
 #   ./run_local.sh setup   install the test peers into .venv (done by `test` too)
 #   ./run_local.sh lint    cargo fmt --check and clippy -D warnings
 #   ./run_local.sh bench   the benchmarks under benches/
+#   ./run_local.sh bench-outbox  the outbox relay's drain rate and store requests per event, on moto
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,6 +40,12 @@ MOTO_PID=""
 stop_moto() {
   if [ -n "$MOTO_PID" ]; then
     kill "$MOTO_PID" 2>/dev/null || true
+    # A moto busy with requests may outlive SIGTERM in its worker threads: make sure it ends.
+    for _ in $(seq 1 50); do
+      kill -0 "$MOTO_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$MOTO_PID" 2>/dev/null || true
     wait "$MOTO_PID" 2>/dev/null || true
     MOTO_PID=""
   fi
@@ -107,6 +114,16 @@ cmd_bench() {
   cargo bench --locked "$@"
 }
 
+# The relay's drain tests in a release build, with their figures printed (docs/outbox.md).
+# OUTBOX_BENCH_EVENTS sets the backlog (default 1000).
+cmd_bench_outbox() {
+  cmd_setup
+  start_moto
+  cargo test --release --locked --test api -- --test-threads 1 --nocapture timed::outbox_drain:: 2>&1 \
+    | grep -E '^outbox|test result'
+  stop_moto
+}
+
 case "${1:-}" in
   build) cmd_build ;;
   run) cmd_run ;;
@@ -114,8 +131,9 @@ case "${1:-}" in
   setup) cmd_setup ;;
   lint) cmd_lint ;;
   bench) shift; cmd_bench "$@" ;;
+  bench-outbox) cmd_bench_outbox ;;
   *)
-    echo "usage: $0 {run|test|build|setup|lint|bench}" >&2
+    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox}" >&2
     exit 2
     ;;
 esac

@@ -7,13 +7,19 @@ threaded listener (so no connection waits in the backlog), but lets one request 
 time: each operation is then atomic, as DynamoDB's are.
 
     python scripts/moto_serial.py --host 127.0.0.1 --port 5000
+
+It also makes moto's TransactWriteItems back up each table once per transaction instead of once
+per item: moto deep-copies the whole table for every item, so a 100-item transaction on a table of
+1,000 items copied 100,000 items (1.4 s), which no real DynamoDB cost resembles.
 """
 
 import argparse
+import copy
 import os
 import signal
 import sys
 import threading
+import types
 
 from werkzeug.serving import run_simple
 
@@ -24,6 +30,33 @@ from moto.moto_server.werkzeug_app import (
 )
 
 
+def back_up_each_table_once() -> None:
+    """Wrap the backend's transact_write_items so that, during one call, deep-copying the same
+    Table again returns the first copy. The backup means the same: the table as it was before
+    the transaction. Safe because requests reach moto one at a time."""
+    import moto.dynamodb.models as models
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        copies = {}
+
+        def deepcopy(obj, *args, **kwargs):
+            if isinstance(obj, models.Table):
+                if id(obj) not in copies:
+                    copies[id(obj)] = copy.deepcopy(obj, *args, **kwargs)
+                return copies[id(obj)]
+            return copy.deepcopy(obj, *args, **kwargs)
+
+        models.copy = types.SimpleNamespace(deepcopy=deepcopy)
+        try:
+            return original(self, transact_items)
+        finally:
+            models.copy = copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -31,6 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    back_up_each_table_once()
 
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()

@@ -79,7 +79,10 @@ pub struct OutboxSettings {
     pub poll_interval_ms: u64,
     pub lease_secs: u64,
     pub max_attempts: u32,
+    /// Events claimed, published and settled per round (one DynamoDB transaction: at most 100).
     pub batch_size: usize,
+    /// After a part batch, how long the relay lets more events gather before the next round.
+    pub linger_ms: u64,
     /// How long SIGTERM waits for the relay to publish what is due.
     pub drain_timeout_ms: u64,
     /// The first retry's delay; each further attempt doubles it (with jitter).
@@ -263,7 +266,8 @@ impl Default for Config {
                 poll_interval_ms: 1000,
                 lease_secs: 30,
                 max_attempts: 8,
-                batch_size: 10,
+                batch_size: 100,
+                linger_ms: 50,
                 drain_timeout_ms: 5000,
                 backoff_base_ms: 200,
             },
@@ -331,6 +335,7 @@ impl Config {
                 lease_secs: parse("OUTBOX_LEASE_SECONDS", d.outbox.lease_secs)?,
                 max_attempts: parse("OUTBOX_MAX_ATTEMPTS", d.outbox.max_attempts)?,
                 batch_size: parse("OUTBOX_BATCH_SIZE", d.outbox.batch_size)?,
+                linger_ms: parse("OUTBOX_LINGER_MS", d.outbox.linger_ms)?,
                 drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
                 backoff_base_ms: parse("OUTBOX_BACKOFF_BASE_MS", d.outbox.backoff_base_ms)?,
             },
@@ -375,9 +380,10 @@ impl Config {
                 "IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into(),
             );
         }
-        if !(1..=10).contains(&self.outbox.batch_size) {
+        if !(1..=100).contains(&self.outbox.batch_size) {
             return Err(
-                "OUTBOX_BATCH_SIZE must be 1-10 (PutEvents takes at most 10 entries)".into(),
+                "OUTBOX_BATCH_SIZE must be 1-100 (a DynamoDB transaction takes at most 100 items)"
+                    .into(),
             );
         }
         if self.outbox.max_attempts == 0 {

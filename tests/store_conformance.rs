@@ -506,11 +506,11 @@ mod cases {
             [&created.id]
         );
         assert!(store
-            .settle_event(&created.id, "a", Settlement::Published { at: now })
+            .settle_event(&created, "a", Settlement::Published { at: now })
             .await
             .is_err());
         store
-            .settle_event(&created.id, "b", Settlement::Published { at: now })
+            .settle_event(&created, "b", Settlement::Published { at: now })
             .await
             .unwrap();
 
@@ -521,7 +521,7 @@ mod cases {
             [&cancelled.id]
         );
         store
-            .settle_event(&cancelled.id, "b", Settlement::Published { at: now })
+            .settle_event(&cancelled, "b", Settlement::Published { at: now })
             .await
             .unwrap();
         let events = store.events_for(&r.id).await.unwrap();
@@ -542,7 +542,7 @@ mod cases {
         let later = now + Duration::milliseconds(300);
         store
             .settle_event(
-                &e.id,
+                &e,
                 "a",
                 Settlement::Retry {
                     attempts: 1,
@@ -563,7 +563,7 @@ mod cases {
         assert_eq!(claim(&*store, "a", 10).await.len(), 1);
         store
             .settle_event(
-                &e.id,
+                &e,
                 "a",
                 Settlement::Failed {
                     attempts: 8,
@@ -636,7 +636,7 @@ mod cases {
             }
             for e in got {
                 store
-                    .settle_event(&e.id, "drain", Settlement::Published { at: now })
+                    .settle_event(&e, "drain", Settlement::Published { at: now })
                     .await
                     .unwrap();
             }

@@ -72,6 +72,10 @@ pub struct OutboxEvent {
     pub id: String,
     pub event_type: EventType,
     pub reservation_id: String,
+    /// The reservation's version this event describes: 1 for `hold.created`, then one more per
+    /// transition. A reservation's events are published in `seq` order, so event `seq` waits
+    /// while event `seq - 1` of the same reservation is unsettled.
+    pub seq: u64,
     /// The EventBridge `Detail`, fixed at write time.
     pub detail: serde_json::Value,
     pub status: OutboxStatus,
@@ -120,6 +124,7 @@ impl OutboxEvent {
             id,
             event_type,
             reservation_id: r.id.clone(),
+            seq: r.version,
             detail,
             status: OutboxStatus::Pending,
             attempts: 0,
@@ -130,6 +135,11 @@ impl OutboxEvent {
             last_error: None,
             published_at: None,
         }
+    }
+
+    /// The event of the same reservation that must be settled before this one is published.
+    pub fn predecessor_seq(&self) -> Option<u64> {
+        (self.seq > 1).then(|| self.seq - 1)
     }
 
     /// Whether a relay may claim this event now.
@@ -186,6 +196,7 @@ mod tests {
         assert_eq!(e.detail["type"], "reservation.confirmed");
         assert_eq!(e.detail["status"], "CONFIRMED");
         assert!(e.is_claimable(now));
+        assert_eq!((e.seq, e.predecessor_seq()), (2, Some(1)));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! OutboxRelay: one background task per replica. Woken by every write that adds an event; polling
 //! stays as the safety net (and picks up claims whose replica died once their lease ends).
 //!
+//! A round claims up to `OUTBOX_BATCH_SIZE` events (100: one DynamoDB transaction), publishes them
+//! in chunks of 10 (the most `PutEvents` takes), and settles them together, so that the store's
+//! cost is paid per batch, not per event (docs/outbox.md).
+//!
 //! Attempts count only entries the sink judged: when the sink is unreachable as a whole, the
 //! claimed events go back unchanged and the relay backs off, so an outage delays events but never
 //! burns them to FAILED.
@@ -17,6 +21,11 @@ use super::EventSink;
 use crate::config::OutboxSettings;
 use crate::domain::OutboxEvent;
 use crate::store::{Settlement, Store};
+
+/// How often an idle relay refreshes `outbox_pending_events`.
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
+/// `PutEvents` takes at most 10 entries.
+const PUT_EVENTS_MAX: usize = 10;
 
 pub struct OutboxRelay {
     store: Arc<dyn Store>,
@@ -59,7 +68,7 @@ impl OutboxRelay {
         }
     }
 
-    /// Claim one batch, publish it, settle each event.
+    /// Claim one batch, publish it in `PutEvents`-sized chunks, settle it together.
     pub async fn relay_once(&self) -> Round {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::seconds(self.settings.lease_secs as i64);
@@ -77,48 +86,64 @@ impl OutboxRelay {
         if batch.is_empty() {
             return Round::default();
         }
-        let round = match self.sink.publish(&batch).await {
-            Ok(results) => {
-                for (event, result) in batch.iter().zip(results) {
-                    self.settle(event, result.map_err(|e| e.message)).await;
+        // At most 10 calls in flight: a batch is at most 100 events.
+        let results = futures::future::join_all(
+            batch
+                .chunks(PUT_EVENTS_MAX)
+                .map(|chunk| self.sink.publish(chunk)),
+        )
+        .await;
+        let mut sink_down = false;
+        let mut settlements = Vec::with_capacity(batch.len());
+        for (chunk, result) in batch.chunks(PUT_EVENTS_MAX).zip(results) {
+            match result {
+                Ok(entries) => {
+                    for (event, entry) in chunk.iter().zip(entries) {
+                        let how = self.judged(event, entry.map_err(|e| e.message));
+                        settlements.push((event.clone(), how));
+                    }
                 }
-                Round {
-                    claimed: batch.len(),
-                    sink_down: false,
+                Err(e) => {
+                    if !sink_down {
+                        tracing::warn!(error = %e.message, events = batch.len(), "event sink unreachable; will retry");
+                    }
+                    sink_down = true;
+                    let next_retry_at = Utc::now()
+                        + chrono::Duration::milliseconds(self.settings.backoff_base_ms as i64);
+                    for event in chunk {
+                        metrics::counter!("outbox_events_published_total", "type" => event.event_type.as_str(), "result" => "deferred")
+                            .increment(1);
+                        let how = Settlement::Retry {
+                            attempts: event.attempts,
+                            next_retry_at,
+                            error: e.message.clone(),
+                        };
+                        settlements.push((event.clone(), how));
+                    }
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e.message, events = batch.len(), "event sink unreachable; will retry");
-                let next_retry_at = Utc::now()
-                    + chrono::Duration::milliseconds(self.settings.backoff_base_ms as i64);
-                for event in &batch {
-                    metrics::counter!("outbox_events_published_total", "type" => event.event_type.as_str(), "result" => "deferred")
-                        .increment(1);
-                    let how = Settlement::Retry {
-                        attempts: event.attempts,
-                        next_retry_at,
-                        error: e.message.clone(),
-                    };
-                    self.settle_quietly(event, how).await;
-                }
-                Round {
-                    claimed: batch.len(),
-                    sink_down: true,
-                }
-            }
-        };
-        round
+        }
+        self.settle(&settlements).await;
+        Round {
+            claimed: batch.len(),
+            sink_down,
+        }
     }
 
-    /// The pending depth for the gauge: a count over the outbox index, so done on the poll tick
-    /// rather than after every batch.
-    async fn record_depth(&self) {
+    /// The pending depth for the gauge: a count over the outbox index (8 queries on DynamoDB), so
+    /// done on an idle poll tick at most every `DEPTH_EVERY`, rather than after every batch.
+    async fn record_depth(&self, last: &mut Option<std::time::Instant>) {
+        if last.is_some_and(|at| at.elapsed() < DEPTH_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
         if let Ok(depth) = self.store.pending_events().await {
             metrics::gauge!("outbox_pending_events").set(depth as f64);
         }
     }
 
-    async fn settle(&self, event: &OutboxEvent, result: Result<(), String>) {
+    /// How to settle an event the sink judged.
+    fn judged(&self, event: &OutboxEvent, result: Result<(), String>) -> Settlement {
         let attempts = event.attempts + 1;
         let (how, outcome) = match result {
             Ok(()) => {
@@ -147,35 +172,66 @@ impl OutboxRelay {
         };
         metrics::counter!("outbox_events_published_total", "type" => event.event_type.as_str(), "result" => outcome)
             .increment(1);
-        self.settle_quietly(event, how).await;
+        how
     }
 
-    async fn settle_quietly(&self, event: &OutboxEvent, how: Settlement) {
-        if let Err(e) = self.store.settle_event(&event.id, &self.owner, how).await {
-            // Our lease ran out and another relay took the event: it settles it.
-            tracing::warn!(event_id = %event.id, error = %e, "could not settle outbox event");
+    /// Settle the batch together. A settlement whose answer was lost may have landed, and a retry
+    /// of it is harmless (its condition fails once it has), so failures are retried briefly;
+    /// past that the events stay claimed until their lease ends and go out again (consumers
+    /// dedupe on `detail.id`).
+    async fn settle(&self, settlements: &[(OutboxEvent, Settlement)]) {
+        for attempt in 1..=3 {
+            match self.store.settle_events(&self.owner, settlements).await {
+                Ok(lost) => {
+                    for id in lost {
+                        // Our lease ran out and another relay took the event: it settles it.
+                        tracing::warn!(event_id = %id, "outbox claim lost before settling");
+                    }
+                    return;
+                }
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(error = %e, attempt, "could not settle outbox events; retrying");
+                    tokio::time::sleep(backoff(self.settings.backoff_base_ms, attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, events = settlements.len(), "could not settle outbox events");
+                }
+            }
         }
     }
 
     pub async fn run(self, stop: CancellationToken) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let linger = Duration::from_millis(self.settings.linger_ms);
         let mut outage = 0u32;
+        let mut depth_at = None;
         loop {
             let round = self.relay_once().await;
             let pause = if round.sink_down {
                 outage += 1;
                 backoff(self.settings.backoff_base_ms, outage).min(Duration::from_secs(5))
-            } else if round.claimed > 0 {
+            } else if round.claimed >= self.settings.batch_size {
+                // A full batch: more are waiting.
                 outage = 0;
                 continue;
+            } else if round.claimed > 0 {
+                // A part batch: let a few more events gather, so that a round's fixed cost is
+                // shared by many events (docs/outbox.md).
+                outage = 0;
+                linger
             } else {
                 outage = 0;
-                self.record_depth().await;
+                self.record_depth(&mut depth_at).await;
                 poll
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.wake.notified(), if !round.sink_down => {}
+                _ = self.wake.notified(), if !round.sink_down && round.claimed == 0 => {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(linger) => {}
+                    }
+                }
                 _ = tokio::time::sleep(pause) => {}
             }
         }

@@ -82,6 +82,47 @@ impl State {
         self.outbox.insert(e.id.clone(), e.clone());
     }
 
+    /// Settle an event `owner` holds the claim of; false if the claim was lost.
+    fn settle(&mut self, id: &str, owner: &str, how: Settlement) -> bool {
+        let Some(e) = self.outbox.get_mut(id) else {
+            return false;
+        };
+        if e.status != OutboxStatus::Claimed || e.lease_owner.as_deref() != Some(owner) {
+            return false;
+        }
+        e.lease_owner = None;
+        e.lease_until = None;
+        let settled = match how {
+            Settlement::Published { at } => {
+                e.status = OutboxStatus::Published;
+                e.published_at = Some(at);
+                e.attempts += 1;
+                true
+            }
+            Settlement::Retry {
+                attempts,
+                next_retry_at,
+                error,
+            } => {
+                e.status = OutboxStatus::Pending;
+                e.attempts = attempts;
+                e.next_retry_at = next_retry_at;
+                e.last_error = Some(error);
+                false
+            }
+            Settlement::Failed { attempts, error } => {
+                e.status = OutboxStatus::Failed;
+                e.attempts = attempts;
+                e.last_error = Some(error);
+                true
+            }
+        };
+        if settled {
+            self.unsettled.remove(id);
+        }
+        true
+    }
+
     /// True if an earlier event of the same reservation is still unsettled.
     fn waits_for_earlier(&self, e: &OutboxEvent) -> bool {
         self.by_reservation
@@ -218,6 +259,7 @@ impl Store for MemoryStore {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
+        metrics::counter!("outbox_store_requests_total", "op" => "claim").increment(1);
         let mut s = self.lock();
         let ids: Vec<String> = s
             .unsettled
@@ -241,45 +283,20 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn settle_event(&self, id: &str, owner: &str, how: Settlement) -> Result<(), StoreError> {
+    async fn settle_events(
+        &self,
+        owner: &str,
+        batch: &[(OutboxEvent, Settlement)],
+    ) -> Result<Vec<String>, StoreError> {
+        metrics::counter!("outbox_store_requests_total", "op" => "settle").increment(1);
         let mut s = self.lock();
-        let Some(e) = s.outbox.get_mut(id) else {
-            return Err(StoreError::Conflict(ConflictKind::StaleReservation));
-        };
-        if e.status != OutboxStatus::Claimed || e.lease_owner.as_deref() != Some(owner) {
-            return Err(StoreError::Conflict(ConflictKind::StaleReservation));
+        let mut lost = Vec::new();
+        for (event, how) in batch {
+            if !s.settle(&event.id, owner, how.clone()) {
+                lost.push(event.id.clone());
+            }
         }
-        e.lease_owner = None;
-        e.lease_until = None;
-        let settled = match how {
-            Settlement::Published { at } => {
-                e.status = OutboxStatus::Published;
-                e.published_at = Some(at);
-                e.attempts += 1;
-                true
-            }
-            Settlement::Retry {
-                attempts,
-                next_retry_at,
-                error,
-            } => {
-                e.status = OutboxStatus::Pending;
-                e.attempts = attempts;
-                e.next_retry_at = next_retry_at;
-                e.last_error = Some(error);
-                false
-            }
-            Settlement::Failed { attempts, error } => {
-                e.status = OutboxStatus::Failed;
-                e.attempts = attempts;
-                e.last_error = Some(error);
-                true
-            }
-        };
-        if settled {
-            s.unsettled.remove(id);
-        }
-        Ok(())
+        Ok(lost)
     }
 
     async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError> {

@@ -1,7 +1,7 @@
 //! Storage in domain terms: every operation here is one atomic write (or one consistent read).
 //!
-//! Implementations: [`memory::MemoryStore`] (the embedded default) and, later, DynamoDB. Both must
-//! pass `tests/store_conformance.rs`.
+//! Implementations: [`memory::MemoryStore`] (the embedded default) and [`dynamo::DynamoStore`].
+//! Both must pass `tests/store_conformance.rs`.
 
 pub mod dynamo;
 pub mod memory;
@@ -115,8 +115,27 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError>;
 
-    /// Settle an event this owner claimed; a lost claim is a `Conflict`.
-    async fn settle_event(&self, id: &str, owner: &str, how: Settlement) -> Result<(), StoreError>;
+    /// Settle a batch of events this owner claimed, together. Answers the ids whose claim was
+    /// lost (the lease ran out and another relay took the event: that relay settles it).
+    async fn settle_events(
+        &self,
+        owner: &str,
+        batch: &[(OutboxEvent, Settlement)],
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Settle one claimed event; a lost claim is a `Conflict`.
+    async fn settle_event(
+        &self,
+        event: &OutboxEvent,
+        owner: &str,
+        how: Settlement,
+    ) -> Result<(), StoreError> {
+        let lost = self.settle_events(owner, &[(event.clone(), how)]).await?;
+        match lost.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::Conflict(ConflictKind::StaleReservation)),
+        }
+    }
 
     /// Every outbox event of one reservation, oldest first (for operators and tests).
     async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError>;

@@ -202,8 +202,12 @@ impl Store for FlakyStore {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         self.inner.claim_events(o, now, until, limit).await
     }
-    async fn settle_event(&self, id: &str, o: &str, how: Settlement) -> Result<(), StoreError> {
-        self.inner.settle_event(id, o, how).await
+    async fn settle_events(
+        &self,
+        o: &str,
+        batch: &[(OutboxEvent, Settlement)],
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.settle_events(o, batch).await
     }
     async fn events_for(&self, id: &str) -> Result<Vec<OutboxEvent>, StoreError> {
         self.inner.events_for(id).await

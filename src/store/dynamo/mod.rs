@@ -5,6 +5,7 @@ pub mod idempotency;
 pub mod item;
 pub mod orders;
 pub mod outbox;
+pub mod outbox_relay;
 pub mod reservations;
 pub mod tables;
 
@@ -13,13 +14,13 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 
 use self::item::{n, s, t, Item};
 use super::{ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition};
-use crate::domain::{EventType, Order, OutboxEvent, OutboxStatus, Reservation};
+use crate::domain::{Order, OutboxEvent, Reservation};
 use crate::idempotency::{
     Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
 };
@@ -215,27 +216,6 @@ impl DynamoStore {
             .await
             .map_err(sdk_err)?;
         got.item().map(idempotency::from_item).transpose()
-    }
-
-    /// Is an earlier event of the same reservation still unsettled?
-    async fn waits_for_earlier(&self, e: &OutboxEvent) -> Result<bool, StoreError> {
-        // A hold's creation is its reservation's first event: nothing to wait for, no query.
-        if e.event_type == EventType::HoldCreated {
-            return Ok(false);
-        }
-        let q = self
-            .client
-            .query()
-            .table_name(&self.tables.outbox)
-            .index_name(outbox::EVENTS_BY_RESERVATION)
-            .key_condition_expression("reservation_id = :r AND pk < :id")
-            .filter_expression("#status IN (:pending, :claimed)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":r", s(&e.reservation_id))
-            .expression_attribute_values(":id", s(&e.id))
-            .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
-            .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()));
-        Ok(!self.query_all(q).await?.is_empty())
     }
 
     fn completion_item(
@@ -449,112 +429,23 @@ impl Store for DynamoStore {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let queries = (0..SHARDS).map(|shard| {
-            self.client
-                .query()
-                .table_name(&self.tables.outbox)
-                .index_name(outbox::PENDING_BY_DUE)
-                .key_condition_expression("pending_shard = :s AND due_at <= :now")
-                .expression_attribute_values(":s", s(shard.to_string()))
-                .expression_attribute_values(":now", t(now))
-                .limit(limit as i32)
-                .send()
-        });
-        let mut candidates = Vec::new();
-        for out in futures::future::join_all(queries).await {
-            for item in out.map_err(sdk_err)?.items() {
-                candidates.push(outbox::from_item(item)?);
-            }
-        }
-        // Oldest first (UUIDv7 ids sort by write time), at most one per reservation a round.
-        candidates.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut seen = std::collections::HashSet::new();
-        let mut claimed = Vec::new();
-        for e in candidates {
-            if claimed.len() >= limit {
-                break;
-            }
-            if !e.is_claimable(now)
-                || !seen.insert(e.reservation_id.clone())
-                || self.waits_for_earlier(&e).await?
-            {
-                continue;
-            }
-            let out = self
-                .client
-                .update_item()
-                .table_name(&self.tables.outbox)
-                .key("pk", s(&e.id))
-                .update_expression("SET #status = :claimed, lease_owner = :owner, lease_until = :until, due_at = :until")
-                .condition_expression(
-                    "(#status = :pending AND next_retry_at <= :now) OR (#status = :claimed AND lease_until <= :now)",
-                )
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()))
-                .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
-                .expression_attribute_values(":owner", s(owner))
-                .expression_attribute_values(":until", t(lease_until))
-                .expression_attribute_values(":now", t(now))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await;
-            match out {
-                Ok(o) => match o.attributes() {
-                    Some(item) => claimed.push(outbox::from_item(item)?),
-                    None => claimed.push(outbox::claimed(&e, owner, lease_until)),
-                },
-                // Another relay claimed it first.
-                Err(err) if is_condition_failure(&err) => {}
-                Err(err) => return Err(sdk_err(err)),
-            }
-        }
-        Ok(claimed)
+        outbox_relay::claim(
+            &self.client,
+            &self.tables.outbox,
+            owner,
+            now,
+            lease_until,
+            limit,
+        )
+        .await
     }
 
-    async fn settle_event(&self, id: &str, owner: &str, how: Settlement) -> Result<(), StoreError> {
-        let req = self
-            .client
-            .update_item()
-            .table_name(&self.tables.outbox)
-            .key("pk", s(id))
-            .condition_expression("#status = :claimed AND lease_owner = :owner")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()))
-            .expression_attribute_values(":owner", s(owner));
-        let req = match how {
-            Settlement::Published { at } => req
-                .update_expression(
-                    "SET #status = :published, published_at = :at, attempts = attempts + :one \
-                     REMOVE pending_shard, due_at, lease_owner, lease_until",
-                )
-                .expression_attribute_values(":published", s(OutboxStatus::Published.as_str()))
-                .expression_attribute_values(":at", t(at))
-                .expression_attribute_values(":one", n(1)),
-            Settlement::Retry { attempts, next_retry_at, error } => req
-                .update_expression(
-                    "SET #status = :pending, attempts = :attempts, next_retry_at = :next, due_at = :next, \
-                     last_error = :error REMOVE lease_owner, lease_until",
-                )
-                .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
-                .expression_attribute_values(":attempts", n(attempts))
-                .expression_attribute_values(":next", t(next_retry_at))
-                .expression_attribute_values(":error", s(error)),
-            Settlement::Failed { attempts, error } => req
-                .update_expression(
-                    "SET #status = :failed, attempts = :attempts, last_error = :error \
-                     REMOVE pending_shard, due_at, lease_owner, lease_until",
-                )
-                .expression_attribute_values(":failed", s(OutboxStatus::Failed.as_str()))
-                .expression_attribute_values(":attempts", n(attempts))
-                .expression_attribute_values(":error", s(error)),
-        };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => {
-                Err(StoreError::Conflict(ConflictKind::StaleReservation))
-            }
-            Err(e) => Err(sdk_err(e)),
-        }
+    async fn settle_events(
+        &self,
+        owner: &str,
+        batch: &[(OutboxEvent, Settlement)],
+    ) -> Result<Vec<String>, StoreError> {
+        outbox_relay::settle(&self.client, &self.tables.outbox, owner, batch).await
     }
 
     async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError> {
@@ -573,22 +464,7 @@ impl Store for DynamoStore {
     }
 
     async fn pending_events(&self) -> Result<usize, StoreError> {
-        let mut total = 0;
-        for shard in 0..SHARDS {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.outbox)
-                .index_name(outbox::PENDING_BY_DUE)
-                .key_condition_expression("pending_shard = :s")
-                .expression_attribute_values(":s", s(shard.to_string()))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            total += out.count() as usize;
-        }
-        Ok(total)
+        outbox_relay::pending(&self.client, &self.tables.outbox).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,6 +1,10 @@
-//! The outbox table: `pk` = event id; `type, reservation_id, payload, status, attempts,
-//! next_retry_at, …`. Unsettled events (PENDING, CLAIMED) carry the sparse `pending_by_due` index
-//! attributes (`due_at` = when a relay may take it next); settled ones drop them.
+//! The outbox table: `pk` = `<reservation id>#<seq>` (see [`key`]); `event_id, type, seq,
+//! reservation_id, payload, status, attempts, next_retry_at, …`. Unsettled events (PENDING,
+//! CLAIMED) carry the sparse `pending_by_due` index attributes (`due_at` = when a relay may take it
+//! next); settled ones drop them.
+//!
+//! Keying by reservation and sequence lets a relay look up the event that must be settled before
+//! another one by key (one `BatchGetItem` for a whole batch) instead of a query per event.
 
 use aws_sdk_dynamodb::types::Put;
 use chrono::{DateTime, Utc};
@@ -12,9 +16,17 @@ use crate::store::StoreError;
 pub const PENDING_BY_DUE: &str = "pending_by_due";
 pub const EVENTS_BY_RESERVATION: &str = "events_by_reservation";
 
+/// The table key of event `seq` of a reservation. Zero-padded so that `events_by_reservation`
+/// (sorted by `pk`) lists a reservation's events in order.
+pub fn key(reservation_id: &str, seq: u64) -> String {
+    format!("{reservation_id}#{seq:08}")
+}
+
 pub fn to_item(e: &OutboxEvent, shards: u32) -> Item {
     let mut item = Item::from([
-        ("pk".into(), s(&e.id)),
+        ("pk".into(), s(key(&e.reservation_id, e.seq))),
+        ("event_id".into(), s(&e.id)),
+        ("seq".into(), n(e.seq)),
         ("type".into(), s(e.event_type.as_str())),
         ("reservation_id".into(), s(&e.reservation_id)),
         ("payload".into(), s(e.detail.to_string())),
@@ -49,9 +61,10 @@ pub fn to_item(e: &OutboxEvent, shards: u32) -> Item {
 pub fn from_item(item: &Item) -> Result<OutboxEvent, StoreError> {
     let bad = |what: &str| StoreError::Internal(format!("outbox item has a bad {what}"));
     Ok(OutboxEvent {
-        id: get_s(item, "pk")?,
+        id: get_s(item, "event_id")?,
         event_type: EventType::parse(&get_s(item, "type")?).ok_or_else(|| bad("type"))?,
         reservation_id: get_s(item, "reservation_id")?,
+        seq: get_n(item, "seq")?,
         detail: serde_json::from_str(&get_s(item, "payload")?).map_err(|_| bad("payload"))?,
         status: OutboxStatus::parse(&get_s(item, "status")?).ok_or_else(|| bad("status"))?,
         attempts: get_n(item, "attempts")?,
@@ -71,6 +84,11 @@ pub fn put_new(table: &str, e: &OutboxEvent, shards: u32) -> Result<Put, StoreEr
         .condition_expression("attribute_not_exists(pk)")
         .build()
         .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// Whether a stored event still waits for a relay (PENDING or CLAIMED).
+pub fn is_unsettled(item: &Item) -> bool {
+    item.contains_key("pending_shard")
 }
 
 /// The event as claimed by `owner` until `lease_until`.
@@ -93,7 +111,8 @@ mod tests {
         let e = OutboxEvent::for_reservation(EventType::HoldCreated, &hold(now), None, "t", now);
         let item = to_item(&e, 8);
         assert_eq!(from_item(&item).unwrap(), e);
-        assert!(item.contains_key("due_at"));
+        assert!(item.contains_key("due_at") && is_unsettled(&item));
+        assert_eq!(item["pk"], s(format!("{}#00000001", e.reservation_id)));
         let mut p = e.clone();
         p.status = OutboxStatus::Published;
         p.published_at = Some(now);

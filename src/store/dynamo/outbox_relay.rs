@@ -1,0 +1,374 @@
+//! The relay's side of the outbox table, priced per batch rather than per event (docs/outbox.md):
+//!
+//! - **find**: one query per shard of `pending_by_due` (8, in parallel) for due events;
+//! - **order**: one consistent `BatchGetItem` for the predecessors (event `seq - 1` of the same
+//!   reservation) that are not themselves among the candidates; an event waits while its
+//!   predecessor is unsettled;
+//! - **claim**: one `TransactWriteItems` of up to 100 conditional updates;
+//! - **settle**: one `TransactWriteItems` of up to 100 conditional updates.
+//!
+//! A transaction fails as a whole when one of its conditions fails (another relay got there
+//! first): the items DynamoDB names in the cancellation reasons are dropped and the rest retried.
+//! Every request counts in `outbox_store_requests_total{op}`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration as StdDuration;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use super::item::{n, s, t, Item};
+use super::outbox::{self, key, PENDING_BY_DUE};
+use super::{sdk_err, service_err, SHARDS};
+use crate::domain::{OutboxEvent, OutboxStatus};
+use crate::store::{Settlement, StoreError};
+
+/// A transaction takes at most 100 items; so does a `BatchGetItem`.
+pub const MAX_BATCH: usize = 100;
+
+fn counted(op: &'static str) {
+    metrics::counter!("outbox_store_requests_total", "op" => op).increment(1);
+}
+
+/// Claim up to `limit` due events for `owner` until `lease_until`.
+pub async fn claim(
+    client: &Client,
+    table: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let limit = limit.clamp(1, MAX_BATCH);
+    let candidates = due_candidates(client, table, now, limit).await?;
+    let waiting = unsettled_predecessors(client, table, &candidates).await?;
+    let chosen: Vec<OutboxEvent> = candidates
+        .into_iter()
+        .filter(|e| !waiting.contains(&e.id))
+        .collect();
+    let updates = chosen
+        .iter()
+        .map(|e| claim_update(table, e, owner, now, lease_until))
+        .collect::<Result<Vec<_>, _>>()?;
+    let applied = transact_each(client, "claim", updates, false).await?;
+    Ok(chosen
+        .iter()
+        .zip(applied)
+        .filter(|(_, ok)| *ok)
+        .map(|(e, _)| outbox::claimed(e, owner, lease_until))
+        .collect())
+}
+
+/// Settle claimed events together; answers the ids whose claim was lost.
+pub async fn settle(
+    client: &Client,
+    table: &str,
+    owner: &str,
+    batch: &[(OutboxEvent, Settlement)],
+) -> Result<Vec<String>, StoreError> {
+    let mut lost = Vec::new();
+    for chunk in batch.chunks(MAX_BATCH) {
+        let updates = chunk
+            .iter()
+            .map(|(e, how)| settle_update(table, e, owner, how))
+            .collect::<Result<Vec<_>, _>>()?;
+        let applied = transact_each(client, "settle", updates, true).await?;
+        lost.extend(
+            chunk
+                .iter()
+                .zip(applied)
+                .filter(|(_, ok)| !ok)
+                .map(|((e, _), _)| e.id.clone()),
+        );
+    }
+    Ok(lost)
+}
+
+/// Unsettled events, counted over the sparse index (for the pending gauge).
+pub async fn pending(client: &Client, table: &str) -> Result<usize, StoreError> {
+    let mut total = 0;
+    for shard in 0..SHARDS {
+        counted("count");
+        let out = client
+            .query()
+            .table_name(table)
+            .index_name(PENDING_BY_DUE)
+            .key_condition_expression("pending_shard = :s")
+            .expression_attribute_values(":s", s(shard.to_string()))
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        total += out.count() as usize;
+    }
+    Ok(total)
+}
+
+/// Due events, oldest first (UUIDv7 ids sort by write time), at most one per reservation (its
+/// lowest `seq`: a later one waits for it anyway), at most `limit`.
+async fn due_candidates(
+    client: &Client,
+    table: &str,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let queries = (0..SHARDS).map(|shard| {
+        counted("query");
+        client
+            .query()
+            .table_name(table)
+            .index_name(PENDING_BY_DUE)
+            .key_condition_expression("pending_shard = :s AND due_at <= :now")
+            .expression_attribute_values(":s", s(shard.to_string()))
+            .expression_attribute_values(":now", t(now))
+            .limit(limit as i32)
+            .send()
+    });
+    let mut all = Vec::new();
+    for out in futures::future::join_all(queries).await {
+        for item in out.map_err(sdk_err)?.items() {
+            let e = outbox::from_item(item)?;
+            if e.is_claimable(now) {
+                all.push(e);
+            }
+        }
+    }
+    let mut first: HashMap<String, u64> = HashMap::new();
+    for e in &all {
+        let seq = first.entry(e.reservation_id.clone()).or_insert(e.seq);
+        *seq = (*seq).min(e.seq);
+    }
+    all.retain(|e| first[&e.reservation_id] == e.seq);
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    all.truncate(limit);
+    Ok(all)
+}
+
+/// The ids of candidates whose predecessor is still unsettled, read consistently in one
+/// `BatchGetItem`. A key DynamoDB leaves unprocessed after a retry counts as unsettled: the event
+/// waits a round rather than risk going out of order. A missing predecessor (removed after its
+/// retention) is settled.
+async fn unsettled_predecessors(
+    client: &Client,
+    table: &str,
+    candidates: &[OutboxEvent],
+) -> Result<HashSet<String>, StoreError> {
+    let mut by_key: HashMap<String, String> = candidates
+        .iter()
+        .filter_map(|e| {
+            e.predecessor_seq()
+                .map(|p| (key(&e.reservation_id, p), e.id.clone()))
+        })
+        .collect();
+    if by_key.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut pending: Vec<Item> = by_key
+        .keys()
+        .map(|k| Item::from([("pk".to_owned(), s(k))]))
+        .collect();
+    let mut waiting = HashSet::new();
+    for attempt in 0..3 {
+        counted("read");
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(std::mem::take(&mut pending)))
+            .consistent_read(true)
+            .projection_expression("pk, pending_shard")
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let out = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        for item in out
+            .responses()
+            .and_then(|r| r.get(table))
+            .into_iter()
+            .flatten()
+        {
+            let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            if let Some(id) = by_key.remove(pk) {
+                if outbox::is_unsettled(item) {
+                    waiting.insert(id);
+                }
+            }
+        }
+        pending = out
+            .unprocessed_keys()
+            .and_then(|u| u.get(table))
+            .map(|k| k.keys().to_vec())
+            .unwrap_or_default();
+        if pending.is_empty() {
+            // What was asked and not answered does not exist.
+            return Ok(waiting);
+        }
+        tokio::time::sleep(StdDuration::from_millis(20 << attempt)).await;
+    }
+    for k in pending {
+        if let Some(id) = k
+            .get("pk")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|pk| by_key.get(pk))
+        {
+            waiting.insert(id.clone());
+        }
+    }
+    Ok(waiting)
+}
+
+fn claim_update(
+    table: &str,
+    e: &OutboxEvent,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Update, StoreError> {
+    // `attempts` as read: a candidate another relay settled and re-queued meanwhile is skipped
+    // rather than claimed with a stale count.
+    Update::builder()
+        .table_name(table)
+        .key("pk", s(key(&e.reservation_id, e.seq)))
+        .update_expression(
+            "SET #status = :claimed, lease_owner = :owner, lease_until = :until, due_at = :until",
+        )
+        .condition_expression(
+            "attempts = :attempts AND ((#status = :pending AND next_retry_at <= :now) \
+             OR (#status = :claimed AND lease_until <= :now))",
+        )
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()))
+        .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+        .expression_attribute_values(":owner", s(owner))
+        .expression_attribute_values(":until", t(lease_until))
+        .expression_attribute_values(":now", t(now))
+        .expression_attribute_values(":attempts", n(e.attempts))
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn settle_update(
+    table: &str,
+    e: &OutboxEvent,
+    owner: &str,
+    how: &Settlement,
+) -> Result<Update, StoreError> {
+    let u = Update::builder()
+        .table_name(table)
+        .key("pk", s(key(&e.reservation_id, e.seq)))
+        .condition_expression("#status = :claimed AND lease_owner = :owner")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":claimed", s(OutboxStatus::Claimed.as_str()))
+        .expression_attribute_values(":owner", s(owner));
+    let u = match how {
+        Settlement::Published { at } => u
+            .update_expression(
+                "SET #status = :published, published_at = :at, attempts = attempts + :one \
+                 REMOVE pending_shard, due_at, lease_owner, lease_until",
+            )
+            .expression_attribute_values(":published", s(OutboxStatus::Published.as_str()))
+            .expression_attribute_values(":at", t(*at))
+            .expression_attribute_values(":one", n(1)),
+        Settlement::Retry {
+            attempts,
+            next_retry_at,
+            error,
+        } => u
+            .update_expression(
+                "SET #status = :pending, attempts = :attempts, next_retry_at = :next, \
+                 due_at = :next, last_error = :error REMOVE lease_owner, lease_until",
+            )
+            .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+            .expression_attribute_values(":attempts", n(attempts))
+            .expression_attribute_values(":next", t(*next_retry_at))
+            .expression_attribute_values(":error", s(error)),
+        Settlement::Failed { attempts, error } => u
+            .update_expression(
+                "SET #status = :failed, attempts = :attempts, last_error = :error \
+                 REMOVE pending_shard, due_at, lease_owner, lease_until",
+            )
+            .expression_attribute_values(":failed", s(OutboxStatus::Failed.as_str()))
+            .expression_attribute_values(":attempts", n(attempts))
+            .expression_attribute_values(":error", s(error)),
+    };
+    u.build().map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// Apply `updates` in as few transactions as the races allow; answers which were applied. An item
+/// whose condition failed is dropped; one in conflict with another transaction is dropped too
+/// (another relay is claiming it) unless `retry_conflicts` (our own settlement must land).
+async fn transact_each(
+    client: &Client,
+    op: &'static str,
+    updates: Vec<Update>,
+    retry_conflicts: bool,
+) -> Result<Vec<bool>, StoreError> {
+    let mut applied = vec![false; updates.len()];
+    let mut live: Vec<usize> = (0..updates.len()).collect();
+    for attempt in 0..4 {
+        if live.is_empty() {
+            break;
+        }
+        counted(op);
+        let items = live
+            .iter()
+            .map(|&i| {
+                TransactWriteItem::builder()
+                    .update(updates[i].clone())
+                    .build()
+            })
+            .collect();
+        let err = match client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => {
+                for &i in &live {
+                    applied[i] = true;
+                }
+                return Ok(applied);
+            }
+            Err(e) => e,
+        };
+        let service = match err {
+            SdkError::ServiceError(se) => se.into_err(),
+            other => return Err(sdk_err(other)),
+        };
+        let TransactWriteItemsError::TransactionCanceledException(tc) = &service else {
+            return Err(service_err(service.code(), service.message()));
+        };
+        let reasons = tc.cancellation_reasons();
+        if reasons.len() != live.len() {
+            return Err(StoreError::Unavailable(format!(
+                "transaction cancelled without per-item reasons: {:?}",
+                tc.message()
+            )));
+        }
+        let mut conflicted = false;
+        live = live
+            .into_iter()
+            .zip(reasons)
+            .filter(|(_, r)| match r.code() {
+                Some("ConditionalCheckFailed") => false,
+                Some("TransactionConflict") => {
+                    conflicted = true;
+                    retry_conflicts
+                }
+                _ => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if conflicted {
+            tokio::time::sleep(StdDuration::from_millis(10 << attempt)).await;
+        }
+    }
+    Ok(applied)
+}
