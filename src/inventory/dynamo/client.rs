@@ -2,7 +2,10 @@
 //! consistent reads of single items and of many rows, and transactions whose condition failures
 //! come back per item (they are business answers, not errors).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -14,6 +17,9 @@ use crate::inventory::InventoryError;
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH: usize = 100;
+/// Calls in flight to DynamoDB per process, at most: a burst queues here, in order, instead of as
+/// thousands of open requests that time out together.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 pub fn unavailable(message: impl Into<String>) -> InventoryError {
     InventoryError::Unavailable {
@@ -52,10 +58,27 @@ pub enum Tx {
 pub struct SeatsClient {
     pub client: Client,
     pub table: String,
+    pub in_flight: Arc<Semaphore>,
 }
 
 impl SeatsClient {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
+
+    async fn permit(&self) -> Result<SemaphorePermit<'_>, InventoryError> {
+        self.in_flight
+            .acquire()
+            .await
+            .map_err(|_| unavailable("seats client closed"))
+    }
+
     pub async fn get(&self, pk: &str) -> Result<Option<Item>, InventoryError> {
+        let _permit = self.permit().await?;
         let out = self
             .client
             .get_item()
@@ -89,6 +112,7 @@ impl SeatsClient {
                     .consistent_read(true)
                     .build()
                     .map_err(|e| InventoryError::Internal(e.to_string()))?;
+                let _permit = self.permit().await?;
                 let out = self
                     .client
                     .batch_get_item()
@@ -116,13 +140,15 @@ impl SeatsClient {
     /// condition failure is answered with the items that failed.
     pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Tx, InventoryError> {
         for attempt in 0..4u32 {
-            let err = match self
+            let permit = self.permit().await?;
+            let sent = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
                 .send()
-                .await
-            {
+                .await;
+            drop(permit);
+            let err = match sent {
                 Ok(_) => return Ok(Tx::Done),
                 Err(e) => e,
             };

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use self::client::{SeatsClient, Tx};
 use self::layout::*;
-use self::view::{EventView, Picked, Views, SOLD_OUT_RECHECK};
+use self::view::{EventView, Picked, Views};
 use super::engine::{HoldResult, HoldState, SectionCounts};
 use super::seats::{EventCounts, SeatEngine};
 use super::{
@@ -69,10 +69,7 @@ fn by_row(seats: &[(usize, u32)]) -> BTreeMap<usize, Vec<u32>> {
 impl DynamoSeats {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            db: SeatsClient {
-                client,
-                table: table.into(),
-            },
+            db: SeatsClient::new(client, table),
             views: Views::default(),
             loading: tokio::sync::Mutex::new(()),
         }
@@ -111,6 +108,7 @@ impl DynamoSeats {
                 meta: meta.clone(),
                 meta_read: now,
                 rows_read: now,
+                sold_out: None,
             },
         );
         Ok(Some(meta))
@@ -142,27 +140,18 @@ impl DynamoSeats {
         Ok(out)
     }
 
-    /// Read every row again if the picture is older than [`SOLD_OUT_RECHECK`]; true if it did.
-    async fn recheck_all(&self, event: &str, meta: &EventMeta) -> Result<bool, InventoryError> {
-        if self
-            .views
-            .rows_age(event)
-            .is_some_and(|a| a < SOLD_OUT_RECHECK)
-        {
-            return Ok(false);
-        }
+    /// Read every row again, unless another call did while this one waited for its turn.
+    async fn reread_all(&self, event: &str, meta: &EventMeta) -> Result<(), InventoryError> {
+        let asked = Instant::now();
         let _one = self.loading.lock().await;
-        if self
-            .views
-            .rows_age(event)
-            .is_some_and(|a| a < SOLD_OUT_RECHECK)
-        {
-            return Ok(true);
+        if self.views.rows_read(event).is_some_and(|at| at >= asked) {
+            return Ok(());
         }
         let rows = self.read_rows(event, meta, None).await?;
         self.views.refresh_rows(event, rows);
-        self.views.touch_rows(event);
-        Ok(true)
+        // Whoever waited during this read takes its result rather than reading again.
+        self.views.touch_rows(event, Instant::now());
+        Ok(())
     }
 
     async fn hold_item(&self, event: &str, rsv: &str) -> Result<Option<HoldItem>, InventoryError> {
@@ -342,16 +331,23 @@ impl DynamoSeats {
         let mine = (req.reservation_id.as_str(), micros(req.hold_expires_at));
         let mut spread = false;
         for _ in 0..ATTEMPTS {
-            let seats = match self.views.pick(&req.event_id, qty, now_us, spread, mine) {
+            let event = &req.event_id;
+            let seats = match self.views.pick(event, qty, now_us, spread, mine) {
                 Some(s) => s,
-                // Sold out by this picture: look again at the table before saying so.
-                None if self.recheck_all(&req.event_id, meta).await? => {
-                    match self.views.pick(&req.event_id, qty, now_us, spread, mine) {
+                // Sold out by this picture, which may count picks of this process still in flight
+                // or miss seats other processes freed: read the table before saying so, at most
+                // once per SOLD_OUT_RECHECK.
+                None if self.views.sold_out_recently(event, qty) => break,
+                None => {
+                    self.reread_all(event, meta).await?;
+                    match self.views.pick(event, qty, now_us, spread, mine) {
                         Some(s) => s,
-                        None => break,
+                        None => {
+                            self.views.mark_sold_out(event, qty);
+                            break;
+                        }
                     }
                 }
-                None => break,
             };
             match self.try_hold(&req.event_id, meta, req, &seats, now).await? {
                 Ok(()) => return Ok(held(meta, &seats, req.hold_expires_at)),
@@ -364,6 +360,10 @@ impl DynamoSeats {
                 }
                 Err(Attempt::Lost(_)) => spread = true,
             }
+        }
+        // A repeat of a hold made earlier finds its own seats taken: it gets its hold back.
+        if let Some(h) = self.hold_item(&req.event_id, &req.reservation_id).await? {
+            return Ok(Self::repeat(Some(meta), &h, now));
         }
         Ok(hold_result(
             HoldOutcome::Unavailable {
@@ -429,18 +429,26 @@ impl SeatEngine for DynamoSeats {
                 format!("no event {} in the inventory", req.event_id),
             ));
         };
-        if let Some(h) = self.hold_item(&req.event_id, &req.reservation_id).await? {
-            return Ok(Self::repeat(Some(&meta), &h, now));
-        }
         let qty = req.qty as usize;
-        if qty == 0 || (!req.seat_ids.is_empty() && req.seat_ids.len() != qty) {
-            return Ok(invalid(
+        let bad = if qty == 0 || (!req.seat_ids.is_empty() && req.seat_ids.len() != qty) {
+            Some(invalid(
                 "qty",
                 "qty must be positive and match seat_ids".into(),
-            ));
-        }
-        if req.hold_expires_at <= now {
-            return Ok(invalid("hold_expires_at", "must be in the future".into()));
+            ))
+        } else if req.hold_expires_at <= now {
+            Some(invalid("hold_expires_at", "must be in the future".into()))
+        } else {
+            None
+        };
+        // A repeat is answered as the first call was, even if it no longer reads as valid (a
+        // retry after the hold ran out). A valid new hold finds a repeat by its transaction.
+        if let Some(bad) = bad {
+            return Ok(
+                match self.hold_item(&req.event_id, &req.reservation_id).await? {
+                    Some(h) => Self::repeat(Some(&meta), &h, now),
+                    None => bad,
+                },
+            );
         }
         if req.seat_ids.is_empty() {
             self.reserve_best(&meta, req, now).await

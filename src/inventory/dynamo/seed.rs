@@ -38,10 +38,7 @@ fn check_growth(old: &EventSpec, new: &EventSpec) -> Result<(), String> {
 }
 
 pub async fn seed(client: &Client, table: &str, catalog: &Catalog) -> Result<SeedReport, String> {
-    let db = SeatsClient {
-        client: client.clone(),
-        table: table.to_owned(),
-    };
+    let db = SeatsClient::new(client.clone(), table);
     let mut report = SeedReport::default();
     for spec in &catalog.events {
         if let Some(old) = db

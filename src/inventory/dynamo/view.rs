@@ -23,6 +23,8 @@ pub struct EventView {
     pub rows: Vec<Taken>,
     pub meta_read: Instant,
     pub rows_read: Instant,
+    /// A full read found no `qty` free seats at this instant (the smallest such `qty`).
+    pub sold_out: Option<(Instant, usize)>,
 }
 
 #[derive(Default)]
@@ -46,8 +48,27 @@ impl Views {
             .map(|v| v.meta.clone())
     }
 
-    pub fn rows_age(&self, event: &str) -> Option<Duration> {
-        self.lock().get(event).map(|v| v.rows_read.elapsed())
+    /// When every row was last read.
+    pub fn rows_read(&self, event: &str) -> Option<Instant> {
+        self.lock().get(event).map(|v| v.rows_read)
+    }
+
+    /// A full read less than [`SOLD_OUT_RECHECK`] ago found fewer than `qty` seats.
+    pub fn sold_out_recently(&self, event: &str, qty: usize) -> bool {
+        self.lock()
+            .get(event)
+            .and_then(|v| v.sold_out)
+            .is_some_and(|(at, q)| at.elapsed() < SOLD_OUT_RECHECK && qty >= q)
+    }
+
+    pub fn mark_sold_out(&self, event: &str, qty: usize) {
+        if let Some(v) = self.lock().get_mut(event) {
+            let q = match v.sold_out {
+                Some((at, q)) if at.elapsed() < SOLD_OUT_RECHECK => q.min(qty),
+                _ => qty,
+            };
+            v.sold_out = Some((Instant::now(), q));
+        }
     }
 
     pub fn put(&self, event: &str, view: EventView) {
@@ -61,6 +82,7 @@ impl Views {
     /// Replace rows just read from the table.
     pub fn refresh_rows(&self, event: &str, rows: Vec<(usize, Taken)>) {
         if let Some(v) = self.lock().get_mut(event) {
+            v.sold_out = None;
             for (i, t) in rows {
                 if let Some(r) = v.rows.get_mut(i) {
                     *r = t;
@@ -69,9 +91,9 @@ impl Views {
         }
     }
 
-    pub fn touch_rows(&self, event: &str) {
+    pub fn touch_rows(&self, event: &str, at: Instant) {
         if let Some(v) = self.lock().get_mut(event) {
-            v.rows_read = Instant::now();
+            v.rows_read = at;
         }
     }
 
@@ -88,6 +110,7 @@ impl Views {
                     }
                     None => {
                         r.remove(&k);
+                        v.sold_out = None;
                     }
                 }
             }
