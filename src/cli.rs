@@ -46,6 +46,9 @@ pub enum Command {
         /// A catalogue JSON file (default: the bundled catalogue).
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// Serve the inventory's metrics at `GET /metrics` (Prometheus text) on this address.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run the payment simulator as a `payment.v1.PaymentService` gRPC server.
     Payment {

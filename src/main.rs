@@ -28,7 +28,8 @@ async fn main() {
             action: None,
             listen,
             catalog,
-        } => inventory(listen, catalog).await,
+            metrics_listen,
+        } => inventory(listen, catalog, metrics_listen).await,
         Command::Payment { listen } => payment(listen).await,
     };
     if let Err(e) = result {
@@ -49,6 +50,7 @@ async fn serve() -> Result<(), String> {
 async fn inventory(
     listen: std::net::SocketAddr,
     catalog: Option<std::path::PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
     logging::init();
     let config = Config::from_env()?;
@@ -56,8 +58,26 @@ async fn inventory(
     let events = catalog.events.len();
     let engine = startup::build_seat_engine(&config, &catalog).await?;
     tracing::info!(store = engine.kind(), "seat inventory");
+    startup::sample_available(&engine, &catalog);
+    if let Some(addr) = metrics_listen {
+        serve_metrics(addr).await?;
+    }
     let routes = local::inventory_routes(InventoryGrpc::new(engine));
     grpc_server("reservation.v1.InventoryService", listen, routes, events).await
+}
+
+/// `GET /metrics` (Prometheus text) of a standalone inventory, in the background.
+async fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
+    let handle = reservation_api::telemetry::metrics::handle();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { handle.render() }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind {addr}: {e}"))?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
 }
 
 async fn seed(catalog: &std::path::Path) -> Result<(), String> {

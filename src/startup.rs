@@ -100,6 +100,7 @@ impl Dependencies {
             None => {
                 let catalog = Catalog::load(config.catalog_file.as_deref())?;
                 let engine = build_seat_engine(config, &catalog).await?;
+                sample_available(&engine, &catalog);
                 let routes = local::inventory_routes(InventoryGrpc::new(engine));
                 let server = LocalServer::spawn("inventory", loopback, routes).await?;
                 let endpoint = server.endpoint();
@@ -170,6 +171,16 @@ pub async fn build_seat_engine(
             Ok(Arc::new(DynamoSeats::new(client, d.tables.seats.clone())))
         }
     }
+}
+
+/// Keep `inventory_available_seats` of the catalogue's events current while `engine` is in use.
+pub fn sample_available(engine: &Arc<dyn SeatEngine>, catalog: &Catalog) {
+    let events = catalog.events.iter().map(|e| e.id.clone()).collect();
+    tokio::spawn(crate::inventory::metrics::sample_available(
+        Arc::downgrade(engine),
+        events,
+        crate::inventory::metrics::SAMPLE_EVERY,
+    ));
 }
 
 /// EventBridge when configured (dev, prod, or local with an endpoint or bus), else the log sink.

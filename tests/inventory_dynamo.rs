@@ -131,9 +131,14 @@ impl Cluster {
     }
 
     fn inventory(&self, port: u16) -> Proc {
+        self.inventory_with(port, &[])
+    }
+
+    fn inventory_with(&self, port: u16, extra: &[&str]) -> Proc {
         let listen = format!("127.0.0.1:{port}");
         let child = self
             .command(&["inventory", "--listen", &listen])
+            .args(extra)
             .env("INVENTORY_STORE", "dynamodb")
             .spawn()
             .expect("inventory starts");
@@ -331,7 +336,7 @@ fn http() -> reqwest::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seeding_twice_changes_nothing_and_added_seats_keep_holds_and_sales() {
+async fn cluster_seeding_twice_changes_nothing_and_added_seats_keep_holds_and_sales() {
     let Some(endpoint) = endpoint() else { return };
     let event = "evt_seed";
     let cluster = Cluster::new(endpoint, &Catalog::single(event, 20, 1000)).await;
@@ -339,8 +344,9 @@ async fn seeding_twice_changes_nothing_and_added_seats_keep_holds_and_sales() {
     assert!(out.contains("events=1 rows=2 seats=20"), "{out}");
 
     // Two holds, one of them sold, through an inventory process.
-    let (inv, api) = (free_port(), free_port());
-    let _inv = cluster.inventory(inv);
+    let (inv, api, metrics) = (free_port(), free_port(), free_port());
+    let metrics_at = format!("127.0.0.1:{metrics}");
+    let _inv = cluster.inventory_with(inv, &["--metrics-listen", &metrics_at]);
     let _api = cluster.api(api, inv, 60);
     let http = http();
     let Created::Held { id, seats: sold } =
@@ -364,6 +370,21 @@ async fn seeding_twice_changes_nothing_and_added_seats_keep_holds_and_sales() {
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert_eq!(counts(&status(inv, event).await), (15, 3, 2));
+    let scraped = http
+        .get(format!("http://{metrics_at}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "inventory_holds_total{result=\"held\"} 2",
+        "inventory_available_seats{event=\"evt_seed\"} 15",
+        "inventory_operation_duration_seconds_count{op=\"commit\"} 1",
+    ] {
+        assert!(scraped.contains(line), "{line} not in:\n{scraped}");
+    }
 
     let client = Cluster::client_for(&cluster.endpoint).await;
     let snapshot = || async {
@@ -420,7 +441,8 @@ async fn seeding_twice_changes_nothing_and_added_seats_keep_holds_and_sales() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_inventories_behind_two_apis_sell_each_seat_once_and_keep_sales_across_restarts() {
+async fn cluster_two_inventories_behind_two_apis_sell_each_seat_once_and_keep_sales_across_restarts(
+) {
     let Some(endpoint) = endpoint() else { return };
     let event = "evt_burst";
     let cluster = Cluster::new(endpoint, &Catalog::single(event, 100, 1000)).await;
@@ -508,7 +530,7 @@ async fn two_inventories_behind_two_apis_sell_each_seat_once_and_keep_sales_acro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_inventory_killed_mid_burst_strands_no_seat_and_sells_none_twice() {
+async fn cluster_an_inventory_killed_mid_burst_strands_no_seat_and_sells_none_twice() {
     let Some(endpoint) = endpoint() else { return };
     let event = "evt_kill";
     let cluster = Cluster::new(endpoint, &Catalog::single(event, 100, 1000)).await;

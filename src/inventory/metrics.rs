@@ -2,10 +2,10 @@
 //! `inventory_operation_duration_seconds{op}` and `inventory_available_seats{event}` (set whenever
 //! an event's counts are computed, and by [`sample_available`] on a timer).
 
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio_util::sync::CancellationToken;
 
 use super::engine::{HoldResult, HoldState};
 use super::seats::SeatEngine;
@@ -51,23 +51,21 @@ impl Drop for OpTimer {
     }
 }
 
-/// Refresh `inventory_available_seats` for `events` every `every` until `stop`. A failed count is
-/// skipped: the gauge keeps its last value.
-pub async fn sample_available(
-    engine: std::sync::Arc<dyn SeatEngine>,
-    events: Vec<String>,
-    every: Duration,
-    stop: CancellationToken,
-) {
+/// How often [`sample_available`] counts.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// Refresh `inventory_available_seats` for `events` every `every`, for as long as the engine is in
+/// use (the task ends once the server holding it is gone). A failed count is skipped: the gauge
+/// keeps its last value.
+pub async fn sample_available(engine: Weak<dyn SeatEngine>, events: Vec<String>, every: Duration) {
     loop {
-        for e in &events {
-            if let Ok(Some(c)) = engine.counts(e, Utc::now()).await {
-                available(e, c.sections.iter().map(|s| s.available).sum());
+        let Some(e) = engine.upgrade() else { return };
+        for id in &events {
+            if let Ok(Some(c)) = e.counts(id, Utc::now()).await {
+                available(id, c.sections.iter().map(|s| s.available).sum());
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
+        drop(e);
+        tokio::time::sleep(every).await;
     }
 }
