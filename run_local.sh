@@ -100,8 +100,12 @@ cmd_test() {
   # Tests that time things (event delivery "on an idle machine", deadlines, fail-fast breaker and
   # bulkhead) run one at a time after the rest; the resilience ones only on the embedded store,
   # whose latency they must not include.
-  log "cargo test: unit tests, store conformance (memory + DynamoDB), binary, API suite on the embedded store"
-  cargo test --locked --no-fail-fast -- --skip timed::
+  log "cargo test: unit tests, store and inventory conformance (memory + DynamoDB), binary, API suite on the embedded store"
+  cargo test --locked --no-fail-fast -- --skip timed:: --skip cluster_
+  # Processes of the binary on one moto (inventory seed, two inventories behind two APIs, kill -9,
+  # restart): one at a time, since their holds' lifetimes assume moto is not shared with another burst.
+  log "cargo test: the inventory on DynamoDB across processes, one at a time"
+  cargo test --locked --no-fail-fast --test inventory_dynamo -- --test-threads 1 cluster_
   log "cargo test: timed API tests, one at a time"
   cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::
   log "cargo test: API suite with STORE=dynamodb"

@@ -35,14 +35,20 @@ pub enum Command {
         #[command(subcommand)]
         action: TablesAction,
     },
-    /// Run the bundled seat inventory as a `reservation.v1.InventoryService` gRPC server.
+    /// Run the bundled seat inventory as a `reservation.v1.InventoryService` gRPC server
+    /// (`INVENTORY_STORE=memory|dynamodb`), or seed its DynamoDB table.
     Inventory {
+        #[command(subcommand)]
+        action: Option<InventoryAction>,
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
         /// A catalogue JSON file (default: the bundled catalogue).
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// Serve the inventory's metrics at `GET /metrics` (Prometheus text) on this address.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run the payment simulator as a `payment.v1.PaymentService` gRPC server.
     Payment {
@@ -53,7 +59,18 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum InventoryAction {
+    /// Write a catalogue's events and seats into the seats table (`DYNAMODB_TABLE_SEATS`).
+    /// Idempotent: holds and sales are kept, and seats may be added to an event, never removed.
+    Seed {
+        /// The catalogue JSON file.
+        #[arg(long)]
+        catalog: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TablesAction {
-    /// Create whichever of the four tables are missing (idempotent).
+    /// Create whichever of the tables are missing (idempotent).
     Create,
 }

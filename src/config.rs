@@ -49,7 +49,7 @@ impl FromStr for StoreKind {
         match s.to_ascii_lowercase().as_str() {
             "memory" => Ok(Self::Memory),
             "dynamodb" => Ok(Self::Dynamodb),
-            other => Err(format!("STORE must be memory or dynamodb, not {other:?}")),
+            other => Err(format!("must be memory or dynamodb, not {other:?}")),
         }
     }
 }
@@ -241,6 +241,9 @@ pub struct Config {
     pub events: EventBridgeSettings,
     /// The inventory's gRPC address; unset: the bundled inventory runs in process on a loopback port.
     pub inventory_grpc_address: Option<String>,
+    /// `INVENTORY_STORE`: where the bundled inventory keeps its seats (in process and in
+    /// `reservation-api inventory`); memory in local, DynamoDB (`DYNAMODB_TABLE_SEATS`) otherwise.
+    pub inventory_store: StoreKind,
     pub inventory_client: GrpcClientSettings,
     /// The payment service's gRPC address; unset: the bundled simulator runs in process.
     pub payment_grpc_address: Option<String>,
@@ -286,6 +289,7 @@ impl Default for Config {
                 timeout_ms: 3000,
             },
             inventory_grpc_address: None,
+            inventory_store: StoreKind::Memory,
             inventory_client: GrpcClientSettings::default(),
             payment_grpc_address: None,
             payment_client: GrpcClientSettings::default(),
@@ -358,11 +362,13 @@ impl Config {
                     orders: var("DYNAMODB_TABLE_ORDERS").unwrap_or(t.orders),
                     idempotency: var("DYNAMODB_TABLE_IDEMPOTENCY").unwrap_or(t.idempotency),
                     outbox: var("DYNAMODB_TABLE_OUTBOX").unwrap_or(t.outbox),
+                    seats: var("DYNAMODB_TABLE_SEATS").unwrap_or(t.seats),
                 },
                 auto_create: parse("DYNAMODB_AUTO_CREATE", d.dynamodb.auto_create)?,
                 timeout_ms: parse("DYNAMODB_TIMEOUT_MS", d.dynamodb.timeout_ms)?,
             },
             inventory_grpc_address: var("INVENTORY_GRPC_ADDRESS"),
+            inventory_store: parse("INVENTORY_STORE", default_store)?,
             inventory_client: GrpcClientSettings::from_env("INVENTORY")?,
             payment_grpc_address: var("PAYMENT_GRPC_ADDRESS"),
             payment_client: GrpcClientSettings::from_env("PAYMENT")?,

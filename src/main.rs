@@ -1,12 +1,13 @@
 use clap::Parser;
 use reservation_api::auth::{dev_key, jwt};
-use reservation_api::cli::{Cli, Command, TablesAction};
+use reservation_api::cli::{Cli, Command, InventoryAction, TablesAction};
 use reservation_api::config::{Config, Profile};
 use reservation_api::grpc::inventory_server::InventoryGrpc;
 use reservation_api::grpc::local;
 use reservation_api::grpc::payment_server::PaymentGrpc;
 use reservation_api::inventory::catalog::Catalog;
-use reservation_api::startup::{shutdown_signal, Application};
+use reservation_api::inventory::dynamo::seed;
+use reservation_api::startup::{self, shutdown_signal, Application};
 use reservation_api::store::dynamo;
 use reservation_api::telemetry::logging;
 
@@ -19,7 +20,16 @@ async fn main() {
         Command::Tables {
             action: TablesAction::Create,
         } => create_tables().await,
-        Command::Inventory { listen, catalog } => inventory(listen, catalog).await,
+        Command::Inventory {
+            action: Some(InventoryAction::Seed { catalog }),
+            ..
+        } => seed(&catalog).await,
+        Command::Inventory {
+            action: None,
+            listen,
+            catalog,
+            metrics_listen,
+        } => inventory(listen, catalog, metrics_listen).await,
         Command::Payment { listen } => payment(listen).await,
     };
     if let Err(e) = result {
@@ -40,12 +50,52 @@ async fn serve() -> Result<(), String> {
 async fn inventory(
     listen: std::net::SocketAddr,
     catalog: Option<std::path::PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
     logging::init();
+    let config = Config::from_env()?;
     let catalog = Catalog::load(catalog.as_deref())?;
     let events = catalog.events.len();
-    let routes = local::inventory_routes(InventoryGrpc::from_catalog(catalog));
+    let engine = startup::build_seat_engine(&config, &catalog).await?;
+    tracing::info!(store = engine.kind(), "seat inventory");
+    startup::sample_available(&engine, &catalog);
+    if let Some(addr) = metrics_listen {
+        serve_metrics(addr).await?;
+    }
+    let routes = local::inventory_routes(InventoryGrpc::new(engine));
     grpc_server("reservation.v1.InventoryService", listen, routes, events).await
+}
+
+/// `GET /metrics` (Prometheus text) of a standalone inventory, in the background.
+async fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
+    let handle = reservation_api::telemetry::metrics::handle();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { handle.render() }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind {addr}: {e}"))?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}
+
+async fn seed(catalog: &std::path::Path) -> Result<(), String> {
+    let config = Config::from_env()?;
+    let catalog = Catalog::load(Some(catalog))?;
+    let d = &config.dynamodb;
+    let client = dynamo::client(
+        d.endpoint.as_deref(),
+        &config.aws_region,
+        std::time::Duration::from_millis(d.timeout_ms),
+    )
+    .await;
+    let r = seed::seed(&client, &d.tables.seats, &catalog).await?;
+    println!(
+        "seeded\t{}\tevents={} rows={} seats={}",
+        d.tables.seats, r.events, r.rows, r.seats
+    );
+    Ok(())
 }
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
@@ -105,6 +155,7 @@ async fn create_tables() -> Result<(), String> {
         &d.tables.orders,
         &d.tables.idempotency,
         &d.tables.outbox,
+        &d.tables.seats,
     ] {
         let what = if created.contains(t) {
             "created"

@@ -20,6 +20,9 @@ use crate::grpc::payment_client::GrpcPayments;
 use crate::grpc::payment_server::PaymentGrpc;
 use crate::http::{self, AppState};
 use crate::inventory::catalog::Catalog;
+use crate::inventory::dynamo::{seed, DynamoSeats};
+use crate::inventory::engine::SeatInventory;
+use crate::inventory::seats::SeatEngine;
 use crate::inventory::Inventory;
 use crate::outbox::{EventBridgeSink, EventSink, LogSink, OutboxRelay};
 use crate::payment::Payments;
@@ -96,7 +99,9 @@ impl Dependencies {
             Some(a) => endpoint_uri(a),
             None => {
                 let catalog = Catalog::load(config.catalog_file.as_deref())?;
-                let routes = local::inventory_routes(InventoryGrpc::from_catalog(catalog));
+                let engine = build_seat_engine(config, &catalog).await?;
+                sample_available(&engine, &catalog);
+                let routes = local::inventory_routes(InventoryGrpc::new(engine));
                 let server = LocalServer::spawn("inventory", loopback, routes).await?;
                 let endpoint = server.endpoint();
                 started.push(server);
@@ -139,6 +144,43 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
             Ok(Arc::new(DynamoStore::new(client, d.tables.clone())))
         }
     }
+}
+
+/// The bundled inventory's seat engine (`INVENTORY_STORE`). On DynamoDB with
+/// `DYNAMODB_AUTO_CREATE` (local and dev), the tables are created and `catalog` seeded first;
+/// otherwise the table is seeded with `reservation-api inventory seed`.
+pub async fn build_seat_engine(
+    config: &Config,
+    catalog: &Catalog,
+) -> Result<Arc<dyn SeatEngine>, String> {
+    match config.inventory_store {
+        StoreKind::Memory => Ok(Arc::new(SeatInventory::new(catalog))),
+        StoreKind::Dynamodb => {
+            let d = &config.dynamodb;
+            let client = dynamo::client(
+                d.endpoint.as_deref(),
+                &config.aws_region,
+                std::time::Duration::from_millis(d.timeout_ms),
+            )
+            .await;
+            if d.auto_create {
+                dynamo::tables::create_missing(&client, &d.tables).await?;
+                let r = seed::seed(&client, &d.tables.seats, catalog).await?;
+                tracing::info!(events = r.events, seats = r.seats, "seeded the seats table");
+            }
+            Ok(Arc::new(DynamoSeats::new(client, d.tables.seats.clone())))
+        }
+    }
+}
+
+/// Keep `inventory_available_seats` of the catalogue's events current while `engine` is in use.
+pub fn sample_available(engine: &Arc<dyn SeatEngine>, catalog: &Catalog) {
+    let events = catalog.events.iter().map(|e| e.id.clone()).collect();
+    tokio::spawn(crate::inventory::metrics::sample_available(
+        Arc::downgrade(engine),
+        events,
+        crate::inventory::metrics::SAMPLE_EVERY,
+    ));
 }
 
 /// EventBridge when configured (dev, prod, or local with an endpoint or bus), else the log sink.

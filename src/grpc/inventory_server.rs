@@ -1,6 +1,7 @@
-//! The bundled inventory as a `reservation.v1.InventoryService` gRPC server, over
-//! [`SeatInventory`] (all-or-nothing holds that run out on their own, commits only for the holder
-//! before expiry, releases that never free a sold seat, every call idempotent per reservation).
+//! The bundled inventory as a `reservation.v1.InventoryService` gRPC server, over a
+//! [`SeatEngine`] (all-or-nothing holds that run out on their own, commits only for the holder
+//! before expiry, releases that never free a sold seat, every call idempotent per reservation):
+//! process memory, or a DynamoDB table shared by any number of servers.
 //!
 //! Business outcomes (seat taken, hold expired, nothing to release) answer with gRPC status OK
 //! and a `status` + `error`; a request that cannot be read at all (no reservation id, a negative
@@ -20,9 +21,11 @@ use super::proto::reservation::v1::inventory_service_server::{
 use super::proto::reservation::v1::*;
 use crate::inventory::catalog::Catalog;
 use crate::inventory::engine::{HoldState, SeatInventory, SectionCounts};
+use crate::inventory::metrics::{self as inv_metrics, OpTimer};
+use crate::inventory::seats::SeatEngine;
 use crate::inventory::{
-    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, ReleaseOutcome, ReleaseReason,
-    ReleaseRequest, Seat,
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, InventoryError, ReleaseOutcome,
+    ReleaseReason, ReleaseRequest, Seat,
 };
 use crate::telemetry::trace;
 
@@ -31,8 +34,17 @@ pub const MAX_LISTED_SEATS: usize = 1000;
 
 #[derive(Clone)]
 pub struct InventoryGrpc {
-    seats: Arc<SeatInventory>,
-    catalog: Arc<Catalog>,
+    seats: Arc<dyn SeatEngine>,
+}
+
+/// A failing dependency (DynamoDB) is worth a retry: `UNAVAILABLE` / `DEADLINE_EXCEEDED`, never a
+/// business answer.
+fn engine_status(e: InventoryError) -> Status {
+    match e {
+        InventoryError::Timeout => Status::deadline_exceeded("seat store deadline exceeded"),
+        InventoryError::Unavailable { message, .. } => Status::unavailable(message),
+        InventoryError::Internal(m) => Status::internal(m),
+    }
 }
 
 /// The hold id of a reservation: derived from it, so that a repeated `ReserveSeat` answers the same.
@@ -76,18 +88,16 @@ fn wire(seats: &[Seat], status: SeatStatus) -> Vec<common::Seat> {
 }
 
 impl InventoryGrpc {
-    pub fn new(seats: Arc<SeatInventory>, catalog: Catalog) -> Self {
-        Self {
-            seats,
-            catalog: Arc::new(catalog),
-        }
+    pub fn new(seats: Arc<dyn SeatEngine>) -> Self {
+        Self { seats }
     }
 
+    /// The in-memory engine over `catalog`.
     pub fn from_catalog(catalog: Catalog) -> Self {
-        Self::new(Arc::new(SeatInventory::new(&catalog)), catalog)
+        Self::new(Arc::new(SeatInventory::new(&catalog)))
     }
 
-    pub fn seats(&self) -> &Arc<SeatInventory> {
+    pub fn seats(&self) -> &Arc<dyn SeatEngine> {
         &self.seats
     }
 
@@ -95,17 +105,7 @@ impl InventoryGrpc {
         InventoryServiceServer::new(self)
     }
 
-    fn section_name(&self, event_id: &str, section: &str) -> String {
-        self.catalog
-            .events
-            .iter()
-            .find(|e| e.id == event_id)
-            .and_then(|e| e.sections.iter().find(|s| s.id == section))
-            .map(|s| s.name.clone())
-            .unwrap_or_default()
-    }
-
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         r: ReserveSeatRequest,
         now: DateTime<Utc>,
@@ -126,7 +126,13 @@ impl InventoryGrpc {
             hold_expires_at: until,
             idempotency_key: r.idempotency_key,
         };
-        let result = self.seats.reserve(&req, now);
+        let result = self
+            .seats
+            .reserve(&req, now)
+            .await
+            .inspect_err(|_| inv_metrics::hold("error"))
+            .map_err(engine_status)?;
+        inv_metrics::hold(inv_metrics::hold_result(&result));
         let status = match result.state {
             None => HoldStatus::Unspecified,
             Some(HoldState::Active) => HoldStatus::Active,
@@ -180,7 +186,7 @@ impl InventoryGrpc {
         Ok(out)
     }
 
-    pub fn commit(
+    pub async fn commit(
         &self,
         r: CommitReservationRequest,
         now: DateTime<Utc>,
@@ -196,7 +202,7 @@ impl InventoryGrpc {
             user_id: r.user_id,
             idempotency_key: r.idempotency_key,
         };
-        let (outcome, seats) = self.seats.commit(&req, now);
+        let (outcome, seats) = self.seats.commit(&req, now).await.map_err(engine_status)?;
         Ok(match outcome {
             CommitOutcome::Committed { committed_at } => CommitReservationResponse {
                 order_id: sale_id(&req.reservation_id),
@@ -221,7 +227,7 @@ impl InventoryGrpc {
         })
     }
 
-    pub fn release(
+    pub async fn release(
         &self,
         r: ReleaseHoldRequest,
         now: DateTime<Utc>,
@@ -239,7 +245,7 @@ impl InventoryGrpc {
             reason,
             idempotency_key: r.idempotency_key,
         };
-        let (outcome, seats, at) = self.seats.release(&req, now);
+        let (outcome, seats, at) = self.seats.release(&req, now).await.map_err(engine_status)?;
         Ok(match outcome {
             ReleaseOutcome::Released => ReleaseHoldResponse {
                 released_seats: wire(&seats, SeatStatus::Available),
@@ -267,13 +273,18 @@ impl InventoryGrpc {
         })
     }
 
-    pub fn check(
+    pub async fn check(
         &self,
         r: CheckAvailabilityRequest,
         now: DateTime<Utc>,
     ) -> Result<CheckAvailabilityResponse, Status> {
         let qty = required_quantity(r.quantity)?;
-        let Some(counts) = self.seats.counts(&r.event_id, now) else {
+        let counts = self
+            .seats
+            .counts(&r.event_id, now)
+            .await
+            .map_err(engine_status)?;
+        let Some(counts) = counts.map(|c| c.sections) else {
             return Ok(CheckAvailabilityResponse {
                 error: Some(error(
                     ErrorCode::NotFound,
@@ -301,6 +312,8 @@ impl InventoryGrpc {
         let (free, taken) = self
             .seats
             .available(&r.event_id, &r.seat_ids, now)
+            .await
+            .map_err(engine_status)?
             .unwrap_or_default();
         let free: Vec<Seat> = free
             .into_iter()
@@ -324,12 +337,17 @@ impl InventoryGrpc {
         })
     }
 
-    pub fn status(
+    pub async fn status(
         &self,
         r: GetInventoryStatusRequest,
         now: DateTime<Utc>,
     ) -> Result<GetInventoryStatusResponse, Status> {
-        let Some(counts) = self.seats.counts(&r.event_id, now) else {
+        let event = self
+            .seats
+            .counts(&r.event_id, now)
+            .await
+            .map_err(engine_status)?;
+        let Some(event) = event else {
             return Ok(GetInventoryStatusResponse {
                 error: Some(error(
                     ErrorCode::NotFound,
@@ -338,9 +356,11 @@ impl InventoryGrpc {
                 ..Default::default()
             });
         };
-        let currency = self.seats.currency(&r.event_id).unwrap_or_default();
+        let counts = &event.sections;
+        let currency = &event.currency;
         let event_total: u32 = counts.iter().map(|c| c.total).sum();
         let event_available: u32 = counts.iter().map(|c| c.available).sum();
+        inv_metrics::available(&r.event_id, event_available);
         let shown: Vec<&SectionCounts> = counts
             .iter()
             .filter(|c| r.section.is_empty() || c.section == r.section)
@@ -361,11 +381,7 @@ impl InventoryGrpc {
         Ok(GetInventoryStatusResponse {
             event: Some(common::Event {
                 id: r.event_id.clone(),
-                name: self
-                    .seats
-                    .event_name(&r.event_id)
-                    .unwrap_or_default()
-                    .to_owned(),
+                name: event.name.clone(),
                 total_seats: event_total as i32,
                 remaining_seats: event_available as i32,
                 ..Default::default()
@@ -374,14 +390,14 @@ impl InventoryGrpc {
                 .iter()
                 .map(|c| SectionInventory {
                     section_id: c.section.clone(),
-                    section_name: self.section_name(&r.event_id, &c.section),
+                    section_name: c.name.clone(),
                     total_seats: c.total as i32,
                     available_seats: c.available as i32,
                     reserved_seats: c.reserved as i32,
                     sold_seats: c.sold as i32,
                     blocked_seats: 0,
-                    min_price: Some(convert::money(c.min_price, &currency)),
-                    max_price: Some(convert::money(c.max_price, &currency)),
+                    min_price: Some(convert::money(c.min_price, currency)),
+                    max_price: Some(convert::money(c.max_price, currency)),
                 })
                 .collect(),
             stats: Some(InventoryStats {
@@ -425,13 +441,19 @@ with_error!(
     GetInventoryStatusResponse
 );
 
-/// Answer one call, with the business error's `trace_id` taken from the request's `traceparent`.
-fn answer<Q, R: WithError>(
+/// Answer one call, timed as `op`, with the business error's `trace_id` taken from the request's
+/// `traceparent`.
+async fn answer<Q, R: WithError, F>(
+    op: &'static str,
     request: Request<Q>,
-    f: impl FnOnce(Q, DateTime<Utc>) -> Result<R, Status>,
-) -> Result<Response<R>, Status> {
+    f: impl FnOnce(Q, DateTime<Utc>) -> F,
+) -> Result<Response<R>, Status>
+where
+    F: std::future::Future<Output = Result<R, Status>>,
+{
+    let _timer = OpTimer::start(op);
     let tag = traced(&request);
-    let mut out = f(request.into_inner(), Utc::now())?;
+    let mut out = f(request.into_inner(), Utc::now()).await?;
     if let Some(e) = out.error_mut().take() {
         *out.error_mut() = Some(tag(e));
     }
@@ -444,34 +466,34 @@ impl InventoryService for InventoryGrpc {
         &self,
         request: Request<CheckAvailabilityRequest>,
     ) -> Result<Response<CheckAvailabilityResponse>, Status> {
-        answer(request, |r, now| self.check(r, now))
+        answer("check", request, |r, now| self.check(r, now)).await
     }
 
     async fn reserve_seat(
         &self,
         request: Request<ReserveSeatRequest>,
     ) -> Result<Response<ReserveSeatResponse>, Status> {
-        answer(request, |r, now| self.reserve(r, now))
+        answer("reserve", request, |r, now| self.reserve(r, now)).await
     }
 
     async fn commit_reservation(
         &self,
         request: Request<CommitReservationRequest>,
     ) -> Result<Response<CommitReservationResponse>, Status> {
-        answer(request, |r, now| self.commit(r, now))
+        answer("commit", request, |r, now| self.commit(r, now)).await
     }
 
     async fn release_hold(
         &self,
         request: Request<ReleaseHoldRequest>,
     ) -> Result<Response<ReleaseHoldResponse>, Status> {
-        answer(request, |r, now| self.release(r, now))
+        answer("release", request, |r, now| self.release(r, now)).await
     }
 
     async fn get_inventory_status(
         &self,
         request: Request<GetInventoryStatusRequest>,
     ) -> Result<Response<GetInventoryStatusResponse>, Status> {
-        answer(request, |r, now| self.status(r, now))
+        answer("status", request, |r, now| self.status(r, now)).await
     }
 }

@@ -1,6 +1,6 @@
 //! The bundled catalogue: events with priced sections of rows of seats, read from a JSON file.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The catalogue shipped with the service (`catalog/events.json`), compiled in so that the default
 /// run needs no file at all.
@@ -11,7 +11,7 @@ pub struct Catalog {
     pub events: Vec<EventSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct EventSpec {
     pub id: String,
     pub name: String,
@@ -21,7 +21,7 @@ pub struct EventSpec {
     pub sections: Vec<SectionSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct SectionSpec {
     pub id: String,
     pub name: String,

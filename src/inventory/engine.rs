@@ -56,12 +56,15 @@ struct EventSeats {
     scan_from: usize,
     /// Holds by expiry, so that the ones that ran out are freed (and `scan_from` lowered) first.
     expiries: BTreeSet<(DateTime<Utc>, String)>,
+    section_names: HashMap<String, String>,
 }
 
 /// A counted view of one event, for `GetInventoryStatus` and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SectionCounts {
     pub section: String,
+    /// The section's display name.
+    pub name: String,
     pub total: u32,
     pub available: u32,
     pub reserved: u32,
@@ -204,6 +207,11 @@ impl SeatInventory {
                     row_of,
                     scan_from: 0,
                     expiries: BTreeSet::new(),
+                    section_names: e
+                        .sections
+                        .iter()
+                        .map(|s| (s.id.clone(), s.name.clone()))
+                        .collect(),
                 }),
             );
         }
@@ -427,6 +435,11 @@ impl SeatInventory {
             if out.last().is_none_or(|c| c.section != seat.section) {
                 out.push(SectionCounts {
                     section: seat.section.clone(),
+                    name: ev
+                        .section_names
+                        .get(&seat.section)
+                        .cloned()
+                        .unwrap_or_default(),
                     min_price: seat.price,
                     max_price: seat.price,
                     ..Default::default()

@@ -1,11 +1,15 @@
 //! The seat inventory as the service sees it: hold, commit, release.
 //!
 //! [`engine::SeatInventory`] is the bundled in-memory inventory; [`local::LocalInventory`] calls it
-//! in process.
+//! in process. [`seats::SeatEngine`] is the trait the bundled gRPC server runs on, implemented by
+//! the in-memory engine and by [`dynamo::DynamoSeats`] (a table shared by many processes).
 
 pub mod catalog;
+pub mod dynamo;
 pub mod engine;
 pub mod local;
+pub mod metrics;
+pub mod seats;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

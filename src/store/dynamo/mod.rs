@@ -35,6 +35,8 @@ pub struct TableNames {
     pub orders: String,
     pub idempotency: String,
     pub outbox: String,
+    /// The bundled inventory's seats (`INVENTORY_STORE=dynamodb`).
+    pub seats: String,
 }
 
 impl Default for TableNames {
@@ -44,6 +46,7 @@ impl Default for TableNames {
             orders: "ticket-orders".into(),
             idempotency: "ticket-idempotency".into(),
             outbox: "ticket-outbox".into(),
+            seats: "ticket-seats".into(),
         }
     }
 }
@@ -57,6 +60,7 @@ impl TableNames {
             orders: format!("{prefix}{}", d.orders),
             idempotency: format!("{prefix}{}", d.idempotency),
             outbox: format!("{prefix}{}", d.outbox),
+            seats: format!("{prefix}{}", d.seats),
         }
     }
 }

@@ -55,6 +55,7 @@ struct Definitions {
     orders: TableDef,
     idempotency: TableDef,
     outbox: TableDef,
+    seats: TableDef,
 }
 
 fn keys(defs: &[KeyDef]) -> Result<Vec<KeySchemaElement>, String> {
@@ -81,6 +82,7 @@ pub async fn create_missing(client: &Client, names: &TableNames) -> Result<Vec<S
         (&names.orders, &defs.orders),
         (&names.idempotency, &defs.idempotency),
         (&names.outbox, &defs.outbox),
+        (&names.seats, &defs.seats),
     ] {
         if existing.contains(name) {
             continue;
@@ -165,6 +167,7 @@ async fn wait_active(client: &Client, names: &TableNames) -> Result<(), String> 
         &names.orders,
         &names.idempotency,
         &names.outbox,
+        &names.seats,
     ] {
         for _ in 0..120 {
             let out = client

@@ -1,0 +1,608 @@
+//! The bundled inventory on DynamoDB (moto) across real processes of the binary: `inventory seed`
+//! twice and with more seats; two `inventory --listen` processes on one table behind two `serve`
+//! processes under a burst of creates; a `kill -9` of an inventory mid-burst; a restart of
+//! everything.
+//!
+//! Needs `DYNAMODB_ENDPOINT` (`./run_local.sh test` starts moto); without it the tests are skipped,
+//! except under `CI`, where they fail. moto serves one request at a time (~9 ms a write), so the
+//! bursts are sized to finish in seconds there.
+
+use std::collections::HashSet;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use futures::future::join_all;
+use reservation_api::auth::jwt;
+use reservation_api::grpc::proto::reservation::v1::inventory_service_client::InventoryServiceClient;
+use reservation_api::grpc::proto::reservation::v1::{GetInventoryStatusRequest, InventoryStats};
+use reservation_api::inventory::catalog::Catalog;
+use reservation_api::store::dynamo::{self, TableNames};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_reservation-api");
+const SECRET: &str = "cluster-test-secret";
+
+fn endpoint() -> Option<String> {
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(e) => Some(e),
+        Err(_) if std::env::var("CI").is_ok() => {
+            panic!("CI must run the DynamoDB inventory tests: DYNAMODB_ENDPOINT is unset")
+        }
+        Err(_) => {
+            eprintln!("skipped: no DYNAMODB_ENDPOINT (run ./run_local.sh test)");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process, killed (SIGKILL) and reaped when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Everything a process of this test shares: moto, the tables, the catalogue file.
+struct Cluster {
+    endpoint: String,
+    tables: TableNames,
+    catalog: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new(endpoint: String, catalog: &Catalog) -> Self {
+        let tables = TableNames::prefixed(&format!("x{}-", uuid::Uuid::now_v7().simple()));
+        let client = Self::client_for(&endpoint).await;
+        dynamo::tables::create_missing(&client, &tables)
+            .await
+            .expect("tables");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.json");
+        write_catalog(&path, catalog);
+        Self {
+            endpoint,
+            tables,
+            catalog: path,
+            dir,
+        }
+    }
+
+    async fn client_for(endpoint: &str) -> aws_sdk_dynamodb::Client {
+        dynamo::client(Some(endpoint), "us-east-1", Duration::from_secs(30)).await
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("DYNAMODB_ENDPOINT", &self.endpoint)
+            .env("DYNAMODB_TIMEOUT_MS", "60000")
+            .env("DYNAMODB_TABLE_RESERVATIONS", &self.tables.reservations)
+            .env("DYNAMODB_TABLE_ORDERS", &self.tables.orders)
+            .env("DYNAMODB_TABLE_IDEMPOTENCY", &self.tables.idempotency)
+            .env("DYNAMODB_TABLE_OUTBOX", &self.tables.outbox)
+            .env("DYNAMODB_TABLE_SEATS", &self.tables.seats)
+            .env("DATA_DIR", self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .args(args);
+        c
+    }
+
+    /// `reservation-api inventory seed --catalog FILE`: its stdout, or its stderr on failure.
+    fn seed(&self, catalog: &Path) -> Result<String, String> {
+        let out = self
+            .command(&["inventory", "seed", "--catalog", catalog.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .output()
+            .expect("the binary runs");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn inventory(&self, port: u16) -> Proc {
+        self.inventory_with(port, &[])
+    }
+
+    fn inventory_with(&self, port: u16, extra: &[&str]) -> Proc {
+        let listen = format!("127.0.0.1:{port}");
+        let child = self
+            .command(&["inventory", "--listen", &listen])
+            .args(extra)
+            .env("INVENTORY_STORE", "dynamodb")
+            .spawn()
+            .expect("inventory starts");
+        let p = Proc(child);
+        wait_port(port);
+        p
+    }
+
+    /// `serve` against the inventory at `inventory_port`, holds of `hold_ttl` seconds, and no
+    /// expiry sweep: nobody releases a hold here, they run out on their own.
+    fn api(&self, port: u16, inventory_port: u16, hold_ttl: u32) -> Proc {
+        let child = self
+            .command(&["serve"])
+            .env("SERVER_HOST", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("JWT_DEV_SECRET", SECRET)
+            .env("HOLD_TTL_SECONDS", hold_ttl.to_string())
+            .env("IDEMPOTENCY_LEASE_SECONDS", "300")
+            .env("EXPIRY_SWEEP_INTERVAL_MS", "3600000")
+            .env(
+                "INVENTORY_GRPC_ADDRESS",
+                format!("127.0.0.1:{inventory_port}"),
+            )
+            // moto queues a burst: the deadline and breaker must not turn slowness into failures.
+            .env("INVENTORY_TIMEOUT_MS", "60000")
+            .env("INVENTORY_RETRY_MAX_ATTEMPTS", "1")
+            .env("INVENTORY_CB_FAILURE_RATE_PERCENT", "100")
+            .env("INVENTORY_CB_SLOW_CALL_RATE_PERCENT", "100")
+            .env("INVENTORY_CB_SLOW_CALL_MS", "60000")
+            .env("INVENTORY_CB_OPEN_MS", "200")
+            .env("PAYMENT_TIMEOUT_MS", "10000")
+            .spawn()
+            .expect("serve starts");
+        let p = Proc(child);
+        wait_port(port);
+        p
+    }
+
+    /// The event's seats as counted straight from the table: (available, reserved, sold).
+    async fn table_counts(&self, event: &str, now_us: i64) -> (i32, i32, i32) {
+        let client = Self::client_for(&self.endpoint).await;
+        let items: Vec<_> = client
+            .scan()
+            .table_name(&self.tables.seats)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|i| i.expect("scan"))
+            .collect();
+        let prefix = format!("EVT#{event}#ROW#");
+        let (mut a, mut r, mut s) = (0, 0, 0);
+        for item in items {
+            let Some(AttributeValue::S(pk)) = item.get("pk") else {
+                continue;
+            };
+            if !pk.starts_with(&prefix) {
+                continue;
+            }
+            let seats: u32 = item["seats"].as_n().unwrap().parse().unwrap();
+            for k in 1..=seats {
+                match item
+                    .get(&format!("u{k}"))
+                    .map(|u| u.as_n().unwrap().parse::<i64>().unwrap())
+                {
+                    Some(i64::MAX) => s += 1,
+                    Some(u) if u > now_us => r += 1,
+                    _ => a += 1,
+                }
+            }
+        }
+        (a, r, s)
+    }
+}
+
+fn write_catalog(path: &Path, catalog: &Catalog) {
+    let events: Vec<Value> = catalog
+        .events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
+    std::fs::write(path, json!({ "events": events }).to_string()).unwrap();
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn status(inventory_port: u16, event: &str) -> InventoryStats {
+    let mut c = InventoryServiceClient::connect(format!("http://127.0.0.1:{inventory_port}"))
+        .await
+        .expect("inventory reachable");
+    let r = c
+        .get_inventory_status(GetInventoryStatusRequest {
+            event_id: event.into(),
+            section: String::new(),
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(r.error.is_none(), "{:?}", r.error);
+    r.stats.expect("stats")
+}
+
+fn counts(s: &InventoryStats) -> (i32, i32, i32) {
+    (s.available_seats, s.reserved_seats, s.sold_seats)
+}
+
+/// What a create answered: the held seats and reservation on 201, else the status and code.
+#[derive(Debug)]
+enum Created {
+    Held { id: String, seats: Vec<String> },
+    Refused { status: u16, code: String },
+}
+
+async fn create(http: &reqwest::Client, api_port: u16, user: &str, body: Value) -> Created {
+    let r = http
+        .post(format!("http://127.0.0.1:{api_port}/v1/reservations"))
+        .bearer_auth(jwt::mint(SECRET.as_bytes(), user, 3600))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&body)
+        .send()
+        .await;
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            return Created::Refused {
+                status: 0,
+                code: e.to_string(),
+            }
+        }
+    };
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or_default();
+    if status == 201 {
+        Created::Held {
+            id: v["reservation_id"].as_str().unwrap().to_owned(),
+            seats: serde_json::from_value(v["seat_ids"].clone()).unwrap(),
+        }
+    } else {
+        Created::Refused {
+            status,
+            code: v["error"]["code"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+/// `n` concurrent creates of one seat each, alternating between the APIs; answers in order.
+async fn burst(http: &reqwest::Client, apis: &[u16], event: &str, n: usize) -> Vec<Created> {
+    join_all((0..n).map(|i| {
+        let api = apis[i % apis.len()];
+        async move {
+            let body = json!({"event_id": event, "qty": 1});
+            create(http, api, &format!("user{i}"), body).await
+        }
+    }))
+    .await
+}
+
+/// How many answers of each kind, for the log of a failed run.
+fn tally(results: &[Created]) -> std::collections::BTreeMap<String, usize> {
+    let mut t = std::collections::BTreeMap::new();
+    for r in results {
+        let k = match r {
+            Created::Held { .. } => "201".to_owned(),
+            Created::Refused { status, code } => format!("{status} {code}"),
+        };
+        *t.entry(k).or_default() += 1;
+    }
+    t
+}
+
+fn held_seats(results: &[Created]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|c| match c {
+            Created::Held { seats, .. } => Some(seats.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_seeding_twice_changes_nothing_and_added_seats_keep_holds_and_sales() {
+    let Some(endpoint) = endpoint() else { return };
+    let event = "evt_seed";
+    let cluster = Cluster::new(endpoint, &Catalog::single(event, 20, 1000)).await;
+    let out = cluster.seed(&cluster.catalog).expect("seed");
+    assert!(out.contains("events=1 rows=2 seats=20"), "{out}");
+
+    // Two holds, one of them sold, through an inventory process.
+    let (inv, api, metrics) = (free_port(), free_port(), free_port());
+    let metrics_at = format!("127.0.0.1:{metrics}");
+    let _inv = cluster.inventory_with(inv, &["--metrics-listen", &metrics_at]);
+    let _api = cluster.api(api, inv, 60);
+    let http = http();
+    let Created::Held { id, seats: sold } =
+        create(&http, api, "u1", json!({"event_id": event, "qty": 2})).await
+    else {
+        panic!("hold")
+    };
+    let Created::Held { .. } = create(&http, api, "u2", json!({"event_id": event, "qty": 3})).await
+    else {
+        panic!("hold")
+    };
+    let r = http
+        .post(format!(
+            "http://127.0.0.1:{api}/v1/reservations/{id}/confirm"
+        ))
+        .bearer_auth(jwt::mint(SECRET.as_bytes(), "u1", 3600))
+        .header("Idempotency-Key", "confirm-1")
+        .json(&json!({ "payment_intent_id": "pay_seed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(counts(&status(inv, event).await), (15, 3, 2));
+    let scraped = http
+        .get(format!("http://{metrics_at}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "inventory_holds_total{result=\"held\"} 2",
+        "inventory_available_seats{event=\"evt_seed\"} 15",
+        "inventory_operation_duration_seconds_count{op=\"commit\"} 1",
+    ] {
+        assert!(scraped.contains(line), "{line} not in:\n{scraped}");
+    }
+
+    let client = Cluster::client_for(&cluster.endpoint).await;
+    let snapshot = || async {
+        let mut items: Vec<String> = client
+            .scan()
+            .table_name(&cluster.tables.seats)
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .iter()
+            .map(|i| {
+                let mut kv: Vec<String> = i.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                kv.sort();
+                kv.join(",")
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    let before = snapshot().await;
+    cluster.seed(&cluster.catalog).expect("seed again");
+    assert_eq!(snapshot().await, before, "a second seed changes nothing");
+
+    // A third row and two more seats per row: holds and sales are kept, the new seats are free.
+    let mut bigger = Catalog::single(event, 30, 1000);
+    bigger.events[0].sections[0].seats_per_row = 12;
+    let path = cluster.dir.path().join("bigger.json");
+    write_catalog(&path, &bigger);
+    let out = cluster.seed(&path).expect("seed with more seats");
+    assert!(out.contains("seats=36"), "{out}");
+    let fresh = free_port();
+    let _fresh = cluster.inventory(fresh);
+    assert_eq!(counts(&status(fresh, event).await), (31, 3, 2));
+    assert_eq!(
+        cluster
+            .table_counts(event, Utc::now().timestamp_micros())
+            .await,
+        (31, 3, 2)
+    );
+    let r = create(
+        &http,
+        api,
+        "u3",
+        json!({"event_id": event, "qty": 1, "seat_ids": [sold[0]]}),
+    )
+    .await;
+    assert!(matches!(r, Created::Refused { status: 409, .. }), "{r:?}");
+
+    // A catalogue that drops seats is refused and changes nothing.
+    let err = cluster.seed(&cluster.catalog).unwrap_err();
+    assert!(err.contains("only adds seats"), "{err}");
+    assert_eq!(counts(&status(fresh, event).await), (31, 3, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_two_inventories_behind_two_apis_sell_each_seat_once_and_keep_sales_across_restarts(
+) {
+    let Some(endpoint) = endpoint() else { return };
+    let event = "evt_burst";
+    let cluster = Cluster::new(endpoint, &Catalog::single(event, 100, 1000)).await;
+    cluster.seed(&cluster.catalog).expect("seed");
+    let (inv_a, inv_b, api_1, api_2) = (free_port(), free_port(), free_port(), free_port());
+    let mut procs = vec![
+        cluster.inventory(inv_a),
+        cluster.inventory(inv_b),
+        cluster.api(api_1, inv_a, 300),
+        cluster.api(api_2, inv_b, 300),
+    ];
+    let http = http();
+
+    let started = Instant::now();
+    let results = burst(&http, &[api_1, api_2], event, 1000).await;
+    eprintln!(
+        "1,000 creates in {:?}: {:?}",
+        started.elapsed(),
+        tally(&results)
+    );
+    let seats = held_seats(&results);
+    assert_eq!(seats.len(), 100, "exactly the hall is held");
+    assert_eq!(
+        seats.iter().collect::<HashSet<_>>().len(),
+        100,
+        "no seat twice"
+    );
+    for r in &results {
+        if let Created::Refused { status, code } = r {
+            assert_eq!((*status, code.as_str()), (409, "INVENTORY_CONFLICT"));
+        }
+    }
+    assert_eq!(counts(&status(inv_a, event).await), (0, 100, 0));
+
+    // Confirm five holds through the API that made each.
+    let mut confirmed = 0;
+    for (i, r) in results.iter().enumerate() {
+        let Created::Held { id, .. } = r else {
+            continue;
+        };
+        if confirmed == 5 {
+            break;
+        }
+        let api = [api_1, api_2][i % 2];
+        let r = http
+            .post(format!(
+                "http://127.0.0.1:{api}/v1/reservations/{id}/confirm"
+            ))
+            .bearer_auth(jwt::mint(SECRET.as_bytes(), &format!("user{i}"), 3600))
+            .header("Idempotency-Key", format!("confirm-{i}"))
+            .json(&json!({ "payment_intent_id": format!("pay_{i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        confirmed += 1;
+    }
+
+    // Every process dies at once and comes back.
+    for p in &mut procs {
+        p.kill9();
+    }
+    drop(procs);
+    let _procs = [
+        cluster.inventory(inv_a),
+        cluster.inventory(inv_b),
+        cluster.api(api_1, inv_a, 300),
+        cluster.api(api_2, inv_b, 300),
+    ];
+    for inv in [inv_a, inv_b] {
+        let now_us = Utc::now().timestamp_micros();
+        let got = counts(&status(inv, event).await);
+        assert_eq!(got, (0, 95, 5), "confirmed seats stay sold");
+        assert_eq!(
+            got,
+            cluster.table_counts(event, now_us).await,
+            "status = table"
+        );
+    }
+    let r = create(&http, api_1, "late", json!({"event_id": event, "qty": 1})).await;
+    assert!(
+        matches!(&r, Created::Refused { status: 409, code } if code == "INVENTORY_CONFLICT"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_an_inventory_killed_mid_burst_strands_no_seat_and_sells_none_twice() {
+    let Some(endpoint) = endpoint() else { return };
+    let event = "evt_kill";
+    let cluster = Cluster::new(endpoint, &Catalog::single(event, 100, 1000)).await;
+    cluster.seed(&cluster.catalog).expect("seed");
+    let (inv_a, inv_b, api_1, api_2) = (free_port(), free_port(), free_port(), free_port());
+    let mut a = cluster.inventory(inv_a);
+    let _b = cluster.inventory(inv_b);
+    // Longer than the burst takes on a busy machine, so that every hold is live when it ends.
+    const TTL: u32 = 45;
+    let _api_1 = cluster.api(api_1, inv_a, TTL);
+    let _api_2 = cluster.api(api_2, inv_b, TTL);
+    let http = http();
+
+    let run = {
+        let http = http.clone();
+        tokio::spawn(async move { burst(&http, &[api_1, api_2], event, 200).await })
+    };
+    // Mid-burst: the first holds are in, many are in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(inv_b, event).await.reserved_seats < 20 {
+        assert!(Instant::now() < deadline, "the burst never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _a = cluster.inventory(inv_a);
+    let results = run.await.unwrap();
+    let ended = Utc::now();
+    eprintln!("burst: {:?}", tally(&results));
+    let seats = held_seats(&results);
+    assert!(!seats.is_empty());
+    assert_eq!(
+        seats.iter().collect::<HashSet<_>>().len(),
+        seats.len(),
+        "no seat held twice"
+    );
+    let (available, reserved, sold) = counts(&status(inv_b, event).await);
+    assert_eq!(sold, 0);
+    assert_eq!(available + reserved, 100);
+    // The killed process's in-flight holds may be in the table with no reservation behind them.
+    assert!(
+        reserved as usize >= seats.len(),
+        "{reserved} < {}",
+        seats.len()
+    );
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Created::Refused { status, .. } if *status != 409))
+        .count();
+    eprintln!(
+        "{} held, {reserved} reserved in the table, {refused} failed with the inventory down",
+        seats.len()
+    );
+
+    // Nobody releases anything: by hold_expires_at every seat is free again.
+    // Every hold was made before the burst ended, so it runs out by then plus the TTL.
+    let expired = ended + chrono::Duration::seconds(i64::from(TTL) + 1);
+    let wait = (expired - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    for inv in [inv_a, inv_b] {
+        assert_eq!(counts(&status(inv, event).await), (100, 0, 0));
+    }
+    assert_eq!(
+        cluster
+            .table_counts(event, Utc::now().timestamp_micros())
+            .await,
+        (100, 0, 0)
+    );
+    // The restarted process sells again.
+    let r = create(&http, api_1, "after", json!({"event_id": event, "qty": 2})).await;
+    assert!(
+        matches!(&r, Created::Held { seats, .. } if seats.len() == 2),
+        "{r:?}"
+    );
+}
