@@ -93,13 +93,15 @@ cmd_test() {
   # Tests that time things (event delivery "on an idle machine", deadlines, fail-fast breaker and
   # bulkhead) run one at a time after the rest; the resilience ones only on the embedded store,
   # whose latency they must not include.
+  # Tests that need moto are #[ignore]d, so that a plain `cargo test` without it reports them as
+  # not run; with moto up, every pass here includes them.
   log "cargo test: unit tests, store conformance (memory + DynamoDB), binary, API suite on the embedded store"
-  cargo test --locked --no-fail-fast -- --skip timed::
+  cargo test --locked --no-fail-fast -- --include-ignored --skip timed::
   log "cargo test: timed API tests, one at a time"
-  cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::
+  cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::
   log "cargo test: API suite with STORE=dynamodb"
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --skip timed::
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::events::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
   stop_moto
 }
 
