@@ -100,17 +100,19 @@ cmd_test() {
   # Tests that time things (event delivery "on an idle machine", deadlines, fail-fast breaker and
   # bulkhead) run one at a time after the rest; the resilience ones only on the embedded store,
   # whose latency they must not include.
+  # Tests that need moto are #[ignore]d, so that a plain `cargo test` without it reports them as
+  # not run; with moto up, every pass here includes them.
   log "cargo test: unit tests, store and inventory conformance (memory + DynamoDB), binary, API suite on the embedded store"
-  cargo test --locked --no-fail-fast -- --skip timed:: --skip cluster_
+  cargo test --locked --no-fail-fast -- --include-ignored --skip timed:: --skip cluster_
   # Processes of the binary on one moto (inventory seed, two inventories behind two APIs, kill -9,
   # restart): one at a time, since their holds' lifetimes assume moto is not shared with another burst.
   log "cargo test: the inventory on DynamoDB across processes, one at a time"
-  cargo test --locked --no-fail-fast --test inventory_dynamo -- --test-threads 1 cluster_
+  cargo test --locked --no-fail-fast --test inventory_dynamo -- --include-ignored --test-threads 1 cluster_
   log "cargo test: timed API tests, one at a time"
-  cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::
+  cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::
   log "cargo test: API suite with STORE=dynamodb"
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --skip timed::
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --test-threads 1 timed::events::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed::
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
   stop_moto
 }
 
@@ -123,7 +125,7 @@ cmd_bench() {
 cmd_bench_outbox() {
   cmd_setup
   start_moto
-  cargo test --release --locked --test api -- --test-threads 1 --nocapture timed::outbox_drain:: 2>&1 \
+  cargo test --release --locked --test api -- --include-ignored --test-threads 1 --nocapture timed::outbox_drain:: 2>&1 \
     | grep -E '^outbox|test result'
   stop_moto
 }

@@ -28,14 +28,15 @@ fi
 # 1. The venv.
 if [[ ! -x "$VENV/bin/python" ]]; then
     log "setup: creating venv $VENV"
-    if ! "$PY" -m venv "$VENV" 2>/tmp/validate_deploy_venv.err; then
+    venv_err=$(mktemp)
+    if ! "$PY" -m venv "$VENV" 2>"$venv_err"; then
         if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
             log "setup: python3 -m venv failed; installing Debian's python3-venv"
             rm -rf "$VENV"
             apt-get install -y -qq python3-venv >/dev/null
             "$PY" -m venv "$VENV"
         else
-            cat /tmp/validate_deploy_venv.err >&2
+            cat "$venv_err" >&2
             log "FAIL  setup — cannot create a venv: install python3-venv (apt-get install python3-venv)"
             exit 1
         fi

@@ -212,6 +212,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, String> {
+        // Before the gRPC clients exist: they set their circuit gauge when built.
+        crate::telemetry::metrics::handle();
         let deps = Dependencies::from_config(&config).await?;
         Self::build_with(config, deps).await
     }

@@ -160,3 +160,195 @@ fn serve_logs_json_lines_with_the_trace_id_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The served binary, called with a token and a `traceparent` of a given trace per request.
+struct Api {
+    client: reqwest::Client,
+    port: u16,
+    token: String,
+}
+
+impl Api {
+    /// `method path` (with the token if `authed`); the answer's status and JSON body.
+    async fn send(
+        &self,
+        trace: &str,
+        method: reqwest::Method,
+        path: &str,
+        authed: bool,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method, format!("http://127.0.0.1:{}{path}", self.port))
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"));
+        if authed {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+}
+
+#[test]
+fn every_stdout_line_of_a_workload_is_json_with_the_readme_fields_and_its_request_trace() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args(["token", "--sub", "u123"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (mut child, port, rx) = serve(dir.path());
+    let trace = |i: u32| format!("{i:032x}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = Api {
+        client: reqwest::Client::new(),
+        port,
+        token,
+    };
+    // Each request has its own trace: 1 hold, 2 read, 3 confirm, 4 hold, 5 cancel, 6 a bad
+    // request, 7 no token. 1, 3, 4 and 5 write an event.
+    rt.block_on(async {
+        let hold = serde_json::json!({"event_id": "evt_2025_1001", "qty": 2});
+        let rsv = "/v1/reservations";
+        let (s, held) = api
+            .send(
+                &trace(1),
+                Method::POST,
+                rsv,
+                true,
+                Some("h1"),
+                Some(hold.clone()),
+            )
+            .await;
+        assert_eq!(s, 201, "{held}");
+        let id = held["reservation_id"].as_str().unwrap().to_owned();
+        let (s, _) = api
+            .send(
+                &trace(2),
+                Method::GET,
+                &format!("{rsv}/{id}"),
+                true,
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+        let confirm = serde_json::json!({"payment_intent_id": "pay_1"});
+        let path = format!("{rsv}/{id}/confirm");
+        let (s, _) = api
+            .send(
+                &trace(3),
+                Method::POST,
+                &path,
+                true,
+                Some("c1"),
+                Some(confirm),
+            )
+            .await;
+        assert_eq!(s, 200);
+        let (s, held) = api
+            .send(&trace(4), Method::POST, rsv, true, Some("h2"), Some(hold))
+            .await;
+        assert_eq!(s, 201);
+        let id = held["reservation_id"].as_str().unwrap().to_owned();
+        let path = format!("{rsv}/{id}/cancel");
+        let (s, _) = api
+            .send(&trace(5), Method::POST, &path, true, Some("x1"), None)
+            .await;
+        assert_eq!(s, 200);
+        let bad = serde_json::json!({"qty": 0});
+        let (s, _) = api
+            .send(&trace(6), Method::POST, rsv, true, Some("h3"), Some(bad))
+            .await;
+        assert_eq!(s, 400);
+        let (s, _) = api
+            .send(
+                &trace(7),
+                Method::GET,
+                &format!("{rsv}/rsv_x"),
+                false,
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(s, 401);
+    });
+
+    // The relay logs the four events; then SIGTERM, and every line until the process exits.
+    let mut lines = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("\"target\":\"outbox\""))
+        .count()
+        < 4
+    {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!(
+                "the four events were not logged within 10 s:\n{}",
+                lines.join("\n")
+            ),
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    lines.extend(rx.iter());
+    assert!(child.0.wait().unwrap().success());
+
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    for v in &parsed {
+        for f in ["timestamp", "level", "message", "target"] {
+            assert!(v[f].is_string(), "line lacks {f}: {v}");
+        }
+        // A line about a request or its reservation names the request's trace.
+        if v["target"] == "http" || v["target"] == "outbox" || v.get("reservation_id").is_some() {
+            assert!(
+                v["trace_id"].is_string() && v["span_id"].is_string(),
+                "line lacks its trace: {v}"
+            );
+        }
+    }
+    for i in 1..=7 {
+        assert!(
+            parsed
+                .iter()
+                .any(|v| v["target"] == "http" && v["trace_id"] == trace(i).as_str()),
+            "no access log line for request {i}"
+        );
+    }
+    for (i, ty) in [
+        (1, "reservation.hold.created"),
+        (3, "reservation.confirmed"),
+        (4, "reservation.hold.created"),
+        (5, "reservation.cancelled"),
+    ] {
+        let line = parsed
+            .iter()
+            .find(|v| v["target"] == "outbox" && v["trace_id"] == trace(i).as_str())
+            .unwrap_or_else(|| panic!("no event line with request {i}'s trace"));
+        assert_eq!(line["event_type"], ty, "{line}");
+        assert!(
+            line["detail"].is_object(),
+            "the detail is an object, not a string: {line}"
+        );
+        assert_eq!(line["detail"]["type"], ty, "{line}");
+        assert_eq!(line["detail"]["trace_id"], trace(i).as_str(), "{line}");
+    }
+}

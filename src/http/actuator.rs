@@ -84,7 +84,7 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/actuator/prometheus", tag = "operations",
     responses((status = 200, description = "Prometheus exposition text", content_type = "text/plain")))]
 pub async fn prometheus() -> Response {
-    let mut r = metrics::handle().render().into_response();
+    let mut r = metrics::render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -95,7 +95,7 @@ pub async fn prometheus() -> Response {
 /// The names of the metrics recorded so far.
 #[utoipa::path(get, path = "/actuator/metrics", tag = "operations", responses((status = 200, description = "Names")))]
 pub async fn metric_names() -> Json<serde_json::Value> {
-    let names: BTreeSet<String> = metrics::samples(&metrics::handle().render())
+    let names: BTreeSet<String> = metrics::samples(&metrics::render())
         .iter()
         .map(|s| metrics::family(&s.name).to_owned())
         .collect();
@@ -104,10 +104,14 @@ pub async fn metric_names() -> Json<serde_json::Value> {
 
 /// One metric's samples, with their labels.
 #[utoipa::path(get, path = "/actuator/metrics/{name}", tag = "operations",
-    params(("name" = String, Path, description = "a name from /actuator/metrics")),
-    responses((status = 200, description = "Samples"), (status = 404, description = "NOT_FOUND")))]
+    params(("name" = String, Path, description = "a name from /actuator/metrics", example = "reservation_status_total")),
+    responses(
+        (status = 200, description = "Samples"),
+        (status = 404, description = "NOT_FOUND: no metric of that name has samples yet",
+            body = super::reservations::ErrorEnvelope, example = json!(super::docs::error_example("NOT_FOUND"))),
+    ))]
 pub async fn metric(Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let samples: Vec<_> = metrics::samples(&metrics::handle().render())
+    let samples: Vec<_> = metrics::samples(&metrics::render())
         .into_iter()
         .filter(|s| metrics::family(&s.name) == name)
         .collect();

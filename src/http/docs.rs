@@ -63,3 +63,46 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// The documented example of an error answer with `code`: what "Try it out" shows for that status.
+pub fn error_example(code: &str) -> serde_json::Value {
+    let message = match code {
+        "UNAUTHENTICATED" => "missing bearer token",
+        "FORBIDDEN" => "this reservation belongs to another user",
+        "IDEMPOTENCY_REQUIRED" => "Idempotency-Key must be 1-255 visible ASCII characters",
+        "IDEMPOTENCY_CONFLICT" => "this Idempotency-Key was used for a different request",
+        "RESERVATION_EXPIRED" => "the hold has expired",
+        "PAYMENT_NOT_APPROVED" => "payment not approved: the payment intent is FAILED",
+        "INVENTORY_CONFLICT" => "seats A-1, A-2 are not available",
+        "VALIDATION_ERROR" => "the request is invalid",
+        "RESERVATION_NOT_FOUND" => "reservation not found",
+        "INVALID_STATE" => "a CONFIRMED reservation cannot be cancelled",
+        "UPSTREAM_TIMEOUT" => "inventory did not answer in time",
+        "UPSTREAM_UNAVAILABLE" => "inventory is unavailable",
+        "NOT_FOUND" => "no metric named nope",
+        _ => "internal error",
+    };
+    let mut example = error_envelope(code, message);
+    if code == "VALIDATION_ERROR" {
+        example["error"]["details"] = serde_json::json!({ "qty": "must be between 1 and 10" });
+    }
+    example
+}
+
+/// 413: a body over 64 KiB.
+pub fn too_large_example() -> serde_json::Value {
+    error_envelope("VALIDATION_ERROR", "the body is over 64 KiB")
+}
+
+/// 415: a body that is not `application/json`.
+pub fn not_json_example() -> serde_json::Value {
+    error_envelope("VALIDATION_ERROR", "Content-Type must be application/json")
+}
+
+fn error_envelope(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": {
+        "code": code,
+        "message": message,
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    }})
+}

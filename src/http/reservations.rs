@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::docs::{error_example, not_json_example, too_large_example};
 use super::error::{json_response, ApiError};
 use super::extract::{Authenticated, IdemKey, JsonBody};
 use super::AppState;
@@ -27,7 +28,7 @@ pub struct ErrorEnvelope {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ErrorBody {
-    #[schema(example = "INVENTORY_CONFLICT")]
+    /// The error code (README *Errors*); each response below shows its own.
     code: String,
     message: String,
     #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
@@ -46,7 +47,8 @@ pub struct CreateReservationBody {
     qty: u32,
     #[schema(example = json!(["A-1", "A-2"]))]
     seat_ids: Option<Vec<String>>,
-    /// Must equal the token's `sub` when given.
+    /// Must equal the token's `sub` when given (else 403 FORBIDDEN); best left out.
+    #[schema(example = "u123")]
     user_id: Option<String>,
     /// The waiting room's admission token (accepted; checked once admission is enabled).
     reservation_token: Option<String>,
@@ -128,16 +130,25 @@ fn validation(details: crate::domain::FieldErrors) -> ApiError {
     post,
     path = "/v1/reservations",
     tag = "reservations",
-    request_body = CreateReservationBody,
+    request_body(content = CreateReservationBody, example = json!({"event_id": "evt_2025_1001", "qty": 2})),
     params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; scoped to the user")),
     responses(
         (status = 201, description = "Seats held", body = HoldCreated),
-        (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
-        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
-        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject", body = ErrorEnvelope),
-        (status = 409, description = "INVENTORY_CONFLICT or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
-        (status = 503, description = "UPSTREAM_UNAVAILABLE", body = ErrorEnvelope),
-        (status = 504, description = "UPSTREAM_TIMEOUT", body = ErrorEnvelope),
+        (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope, examples(
+            ("VALIDATION_ERROR" = (value = json!(error_example("VALIDATION_ERROR")))),
+            ("IDEMPOTENCY_REQUIRED" = (value = json!(error_example("IDEMPOTENCY_REQUIRED"))))
+        )),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
+        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
+        (status = 409, description = "INVENTORY_CONFLICT or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope, examples(
+            ("INVENTORY_CONFLICT" = (value = json!(error_example("INVENTORY_CONFLICT")))),
+            ("IDEMPOTENCY_CONFLICT" = (value = json!(error_example("IDEMPOTENCY_CONFLICT"))))
+        )),
+        (status = 413, description = "VALIDATION_ERROR: the body is over 64 KiB", body = ErrorEnvelope, example = json!(too_large_example())),
+        (status = 415, description = "VALIDATION_ERROR: the body is not application/json", body = ErrorEnvelope, example = json!(not_json_example())),
+        (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
+        (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
+        (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
     ),
     security(("bearer" = []))
 )]
@@ -168,9 +179,12 @@ pub async fn create(
     params(("id" = String, Path, description = "rsv_…")),
     responses(
         (status = 200, description = "The reservation", body = ReservationView),
-        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
-        (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope),
-        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
+        (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope, example = json!(error_example("RESERVATION_NOT_FOUND"))),
+        (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
+        (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
+        (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
     ),
     security(("bearer" = []))
 )]
@@ -188,19 +202,31 @@ pub async fn get_one(
     post,
     path = "/v1/reservations/{id}/confirm",
     tag = "reservations",
-    request_body = ConfirmReservationBody,
+    request_body(content = ConfirmReservationBody, example = json!({"payment_intent_id": "pay_xyz789"})),
     params(
         ("id" = String, Path, description = "rsv_…"),
         ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters"),
     ),
     responses(
         (status = 200, description = "Confirmed; repeating with the same payment intent returns the same order", body = Confirmed),
-        (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
-        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
-        (status = 403, description = "FORBIDDEN", body = ErrorEnvelope),
-        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope),
-        (status = 409, description = "RESERVATION_EXPIRED, INVALID_STATE or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
-        (status = 412, description = "PAYMENT_NOT_APPROVED; the hold stays", body = ErrorEnvelope),
+        (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope, examples(
+            ("VALIDATION_ERROR" = (value = json!(error_example("VALIDATION_ERROR")))),
+            ("IDEMPOTENCY_REQUIRED" = (value = json!(error_example("IDEMPOTENCY_REQUIRED"))))
+        )),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
+        (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope, example = json!(error_example("RESERVATION_NOT_FOUND"))),
+        (status = 409, description = "RESERVATION_EXPIRED, INVALID_STATE or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope, examples(
+            ("RESERVATION_EXPIRED" = (value = json!(error_example("RESERVATION_EXPIRED")))),
+            ("INVALID_STATE" = (value = json!(error_example("INVALID_STATE")))),
+            ("IDEMPOTENCY_CONFLICT" = (value = json!(error_example("IDEMPOTENCY_CONFLICT"))))
+        )),
+        (status = 412, description = "PAYMENT_NOT_APPROVED; the hold stays", body = ErrorEnvelope, example = json!(error_example("PAYMENT_NOT_APPROVED"))),
+        (status = 413, description = "VALIDATION_ERROR: the body is over 64 KiB", body = ErrorEnvelope, example = json!(too_large_example())),
+        (status = 415, description = "VALIDATION_ERROR: the body is not application/json", body = ErrorEnvelope, example = json!(not_json_example())),
+        (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
+        (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
+        (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
     ),
     security(("bearer" = []))
 )]
@@ -235,11 +261,23 @@ pub async fn confirm(
     ),
     responses(
         (status = 200, description = "Cancelled (also for an already cancelled reservation)", body = Cancelled),
-        (status = 400, description = "IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
-        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
-        (status = 403, description = "FORBIDDEN", body = ErrorEnvelope),
-        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope),
-        (status = 409, description = "RESERVATION_EXPIRED, INVALID_STATE or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
+        (status = 400, description = "IDEMPOTENCY_REQUIRED, or VALIDATION_ERROR for a body that is not JSON (the body is optional)", body = ErrorEnvelope, examples(
+            ("IDEMPOTENCY_REQUIRED" = (value = json!(error_example("IDEMPOTENCY_REQUIRED")))),
+            ("VALIDATION_ERROR" = (value = json!(error_example("VALIDATION_ERROR"))))
+        )),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
+        (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope, example = json!(error_example("RESERVATION_NOT_FOUND"))),
+        (status = 409, description = "RESERVATION_EXPIRED, INVALID_STATE or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope, examples(
+            ("RESERVATION_EXPIRED" = (value = json!(error_example("RESERVATION_EXPIRED")))),
+            ("INVALID_STATE" = (value = json!(error_example("INVALID_STATE")))),
+            ("IDEMPOTENCY_CONFLICT" = (value = json!(error_example("IDEMPOTENCY_CONFLICT"))))
+        )),
+        (status = 413, description = "VALIDATION_ERROR: the body is over 64 KiB", body = ErrorEnvelope, example = json!(too_large_example())),
+        (status = 415, description = "VALIDATION_ERROR: the body is not application/json", body = ErrorEnvelope, example = json!(not_json_example())),
+        (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
+        (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
+        (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
     ),
     security(("bearer" = []))
 )]

@@ -67,7 +67,7 @@ impl Catalog {
     /// A one-event catalogue of `seats` seats in rows of ten, for tests and benchmarks.
     pub fn single(event_id: &str, seats: u32, price: i64) -> Self {
         let rows = seats.div_ceil(10);
-        assert!(seats % 10 == 0, "whole rows of ten");
+        assert!(seats.is_multiple_of(10), "whole rows of ten");
         Self {
             events: vec![EventSpec {
                 id: event_id.into(),

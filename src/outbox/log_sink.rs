@@ -1,9 +1,11 @@
-//! The local sink: each event becomes one JSON log line (target `outbox`).
+//! The local sink: each event becomes one JSON log line (target `outbox`), with the trace of the
+//! request that wrote it and the event's detail as a JSON object.
 
 use async_trait::async_trait;
 
 use super::{EntryResults, EventSink, PublishError};
 use crate::domain::OutboxEvent;
+use crate::telemetry::trace::new_span_id;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogSink;
@@ -14,8 +16,14 @@ impl EventSink for LogSink {
         Ok(events
             .iter()
             .map(|e| {
+                // The relay runs outside the request, so the line carries the request's trace id
+                // (kept in the detail) itself, and a span of its own, as the EventBridge
+                // `traceparent` does.
+                let trace_id = e.detail.get("trace_id").and_then(|t| t.as_str());
                 tracing::info!(
                     target: "outbox",
+                    trace_id,
+                    span_id = new_span_id(),
                     event_type = e.event_type.as_str(),
                     event_id = %e.id,
                     reservation_id = %e.reservation_id,

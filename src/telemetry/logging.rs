@@ -15,12 +15,27 @@ use super::trace;
 
 pub struct JsonLines;
 
+/// Fields whose value is a JSON document (an outbox event's `detail`): logged as the object itself,
+/// not as a string of escaped JSON.
+const JSON_FIELDS: &[&str] = &["detail"];
+
 struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn text(&mut self, field: &Field, value: String) {
+        let parsed = JSON_FIELDS
+            .contains(&field.name())
+            .then(|| serde_json::from_str::<Value>(&value).ok())
+            .flatten()
+            .filter(Value::is_object);
+        let value = parsed.unwrap_or(Value::String(value));
+        self.0.insert(field.name().into(), value);
+    }
+}
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().into(), Value::String(value.into()));
+        self.text(field, value.into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), value.into());
@@ -35,8 +50,7 @@ impl Visit for Fields {
         self.0.insert(field.name().into(), value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::String(format!("{value:?}")));
+        self.text(field, format!("{value:?}"));
     }
 }
 
@@ -76,7 +90,13 @@ where
             }
         }
         for (k, v) in fields.0 {
-            line.entry(k).or_insert(v);
+            // A line about work done outside the request (the relay publishing its event) names
+            // that request's trace itself.
+            if k == "trace_id" || k == "span_id" {
+                line.insert(k, v);
+            } else {
+                line.entry(k).or_insert(v);
+            }
         }
         writeln!(writer, "{}", Value::Object(line))
     }

@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::domain::{EventType, ReservationStatus};
 
 /// Latency buckets in seconds, around the 120 ms P95 goal.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -13,20 +18,194 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    /// The word of the Prometheus `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// Every metric the service records, with its `# HELP` text. The README's metrics table lists the
+/// same names (a test scrapes a fresh app for each name the README lists).
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (
+        "http_server_requests_seconds",
+        Kind::Histogram,
+        "HTTP request latency by method, route template and status",
+    ),
+    (
+        "grpc_client_duration_seconds",
+        Kind::Histogram,
+        "gRPC client attempt latency by method and status code",
+    ),
+    (
+        "grpc_client_rejected_total",
+        Kind::Counter,
+        "gRPC calls refused without reaching the network, by target and reason",
+    ),
+    (
+        "grpc_client_circuit_state",
+        Kind::Gauge,
+        "gRPC client circuit breaker state by target: 0 closed, 1 open, 2 half-open",
+    ),
+    (
+        "reservation_status_total",
+        Kind::Counter,
+        "Reservation state changes written, by the new status",
+    ),
+    (
+        "service_method_duration_seconds",
+        Kind::Histogram,
+        "Use case latency by method",
+    ),
+    (
+        "idempotency_requests_total",
+        Kind::Counter,
+        "Idempotency-Key checks by result",
+    ),
+    (
+        "outbox_events_published_total",
+        Kind::Counter,
+        "Outbox publish outcomes by event type and result",
+    ),
+    (
+        "outbox_pending_events",
+        Kind::Gauge,
+        "Outbox events not yet settled, as last seen by the relay",
+    ),
+    (
+        "outbox_publish_lag_seconds",
+        Kind::Histogram,
+        "Time from writing an event to publishing it",
+    ),
+    (
+        "outbox_store_requests_total",
+        Kind::Counter,
+        "Store requests made by the outbox relay, by operation",
+    ),
+];
+
+/// The label sets known in advance, at zero, so that a scrape shows them before the first one
+/// happens (and `rate()` has a starting point): all gRPC targets and refusal reasons, statuses,
+/// idempotency results, event types and publish results. A circuit starts closed.
+fn known_series() -> Vec<(Kind, &'static str, Vec<Label>)> {
+    let mut out = Vec::new();
+    for target in ["inventory", "payment"] {
+        for reason in ["circuit_open", "bulkhead_full"] {
+            out.push((
+                Kind::Counter,
+                "grpc_client_rejected_total",
+                vec![Label::new("target", target), Label::new("reason", reason)],
+            ));
+        }
+        out.push((
+            Kind::Gauge,
+            "grpc_client_circuit_state",
+            vec![Label::new("target", target)],
+        ));
+    }
+    use ReservationStatus as R;
+    for status in [R::Hold, R::Confirmed, R::Cancelled, R::Expired] {
+        out.push((
+            Kind::Counter,
+            "reservation_status_total",
+            vec![Label::new("status", status.as_str())],
+        ));
+    }
+    for result in ["started", "replayed", "in_flight", "conflict"] {
+        out.push((
+            Kind::Counter,
+            "idempotency_requests_total",
+            vec![Label::new("result", result)],
+        ));
+    }
+    for op in ["query", "read", "claim", "settle", "count"] {
+        out.push((
+            Kind::Counter,
+            "outbox_store_requests_total",
+            vec![Label::new("op", op)],
+        ));
+    }
+    use EventType as E;
+    for ty in [E::HoldCreated, E::Confirmed, E::Cancelled, E::HoldExpired] {
+        for result in ["published", "retried", "failed", "deferred"] {
+            out.push((
+                Kind::Counter,
+                "outbox_events_published_total",
+                vec![
+                    Label::new("type", ty.as_str()),
+                    Label::new("result", result),
+                ],
+            ));
+        }
+    }
+    out.push((Kind::Gauge, "outbox_pending_events", vec![]));
+    out
+}
+
+/// Describe every metric of the catalogue and register its known series on `recorder`.
+fn register_all(recorder: &PrometheusRecorder) {
+    for &(name, kind, help) in CATALOGUE {
+        let (name, help) = (KeyName::from_const_str(name), SharedString::const_str(help));
+        match kind {
+            Kind::Counter => recorder.describe_counter(name, None, help),
+            Kind::Gauge => recorder.describe_gauge(name, None, help),
+            Kind::Histogram => recorder.describe_histogram(name, None, help),
+        }
+    }
+    let meta = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    for (kind, name, labels) in known_series() {
+        let key = Key::from_parts(name, labels);
+        match kind {
+            Kind::Counter => recorder.register_counter(&key, &meta).increment(0),
+            Kind::Gauge => recorder.register_gauge(&key, &meta).set(0.0),
+            Kind::Histogram => {}
+        }
+    }
+}
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide recorder, installed on first use (a process has one; tests start many apps).
+/// Call it before anything records (the gRPC clients set their circuit gauge when built).
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .expect("non-empty buckets")
             .build_recorder();
+        register_all(&recorder);
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness); then ours only renders.
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// The exposition text. A histogram has no series until its first observation (its labels are
+/// not known before), so a catalogue metric without any still gets its `# HELP` and `# TYPE`.
+pub fn render() -> String {
+    let mut text = handle().render();
+    for &(name, kind, help) in CATALOGUE {
+        if !text.contains(&format!("# TYPE {name} ")) {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {}\n\n",
+                kind.as_str()
+            ));
+        }
+    }
+    text
 }
 
 /// `service_method_duration_seconds{method}`: recorded when dropped.

@@ -54,7 +54,11 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     // tables of its own per app.
     if std::env::var("TEST_STORE").as_deref() == Ok("dynamodb") {
         c.store = StoreKind::Dynamodb;
-        c.dynamodb.endpoint = std::env::var("DYNAMODB_ENDPOINT").ok();
+        // Never AWS itself: without moto this suite fails rather than leaving the machine.
+        c.dynamodb.endpoint = Some(
+            std::env::var("DYNAMODB_ENDPOINT")
+                .expect("TEST_STORE=dynamodb needs DYNAMODB_ENDPOINT: run ./run_local.sh test"),
+        );
         c.aws_region = "us-east-1".into();
         c.dynamodb.tables = TableNames::prefixed(&format!("t{}-", uuid::Uuid::new_v4().simple()));
         c.dynamodb.auto_create = true;
@@ -88,6 +92,8 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
         customize: None,
     };
     f(&mut opts);
+    // As Application::build does: the recorder exists before the clients record anything.
+    reservation_api::telemetry::metrics::handle();
     let mut deps = Dependencies::from_config(&opts.config)
         .await
         .expect("dependencies");

@@ -9,6 +9,8 @@ mod expiry;
 mod grpc;
 mod idempotency;
 mod lifecycle;
+mod metrics;
+mod openapi;
 mod payment;
 mod races;
 mod timed;
