@@ -11,6 +11,7 @@ use axum::Json;
 use super::error::{json_response, ApiError};
 use super::extract::{Authenticated, IdemKey, JsonBody};
 use super::AppState;
+use crate::auth::admission::Admission;
 use crate::domain::{ConfirmInput, CreateInput};
 use crate::idempotency::{fingerprint, Begin, IdempotencyTicket, StoredResponse};
 use crate::service::views::{Cancelled, Confirmed, HoldCreated, ReservationView};
@@ -48,7 +49,7 @@ pub struct CreateReservationBody {
     seat_ids: Option<Vec<String>>,
     /// Must equal the token's `sub` when given.
     user_id: Option<String>,
-    /// The waiting room's admission token (accepted; checked once admission is enabled).
+    /// The waiting room's admission token: required when `ADMISSION_MODE=redis`; admits one hold.
     reservation_token: Option<String>,
 }
 
@@ -71,12 +72,22 @@ fn stored(r: StoredResponse, replayed: bool) -> Response {
     resp
 }
 
+/// A create's admission check: run once the key is taken (a replay never consults Redis); a
+/// refusal frees the key again, and a hold that fails gives the token back.
+struct Gate {
+    admission: Arc<Admission>,
+    token: Option<String>,
+    event_id: String,
+    user_id: String,
+}
+
 /// CONTRACT §4 around one use case. The work runs in its own task, so a client that hangs up
 /// cannot leave a hold without its reservation or a key stuck IN_PROGRESS.
 async fn idempotent<F, Fut>(
     service: Arc<ReservationService>,
     scoped_key: String,
     fingerprint: String,
+    gate: Option<Gate>,
     work: F,
 ) -> Response
 where
@@ -92,7 +103,28 @@ where
             Ok(Begin::Conflict) => return ApiError::idempotency_conflict().into_response(),
             Ok(Begin::Started(t)) => t,
         };
-        match work(service.clone(), ticket.clone()).await {
+        let pass = match gate {
+            None => None,
+            Some(g) => match g
+                .admission
+                .consume(g.token.as_deref(), &g.event_id, &g.user_id)
+                .await
+            {
+                Ok(pass) => Some((g.admission, pass)),
+                Err(e) => {
+                    // Not admitted: the request did nothing, so the key stays free.
+                    service.finish(ticket, None).await;
+                    return ApiError::from(e).into_response();
+                }
+            },
+        };
+        let result = work(service.clone(), ticket.clone()).await;
+        if let Some((admission, pass)) = pass {
+            if !matches!(&result, Ok(r) if (200..300).contains(&r.response.status)) {
+                admission.give_back(pass).await;
+            }
+        }
+        match result {
             Ok(reply) => {
                 if !reply.recorded {
                     service.finish(ticket, Some(reply.response.clone())).await;
@@ -134,8 +166,9 @@ fn validation(details: crate::domain::FieldErrors) -> ApiError {
         (status = 201, description = "Seats held", body = HoldCreated),
         (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope),
-        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject", body = ErrorEnvelope),
+        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject, or (admission on) the reservation_token is missing, unknown or expired, for another event or user, or already used — `details.reservation_token` says which", body = ErrorEnvelope),
         (status = 409, description = "INVENTORY_CONFLICT or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope),
+        (status = 429, description = "RATE_LIMITED, with Retry-After and RateLimit-* headers", body = ErrorEnvelope),
         (status = 503, description = "UPSTREAM_UNAVAILABLE", body = ErrorEnvelope),
         (status = 504, description = "UPSTREAM_TIMEOUT", body = ErrorEnvelope),
     ),
@@ -151,10 +184,17 @@ pub async fn create(
     state.service.check_create(&caller, &input)?;
     let fp = fingerprint("POST", "/v1/reservations", &[], &body);
     let scoped = key.scoped(&caller.user_id);
+    let gate = state.admission.clone().map(|admission| Gate {
+        admission,
+        token: input.reservation_token.clone(),
+        event_id: input.event_id.clone(),
+        user_id: caller.user_id.clone(),
+    });
     Ok(idempotent(
         state.service.clone(),
         scoped,
         fp,
+        gate,
         move |svc, ticket| async move { svc.create(&caller, &input, key.as_str(), &ticket).await },
     )
     .await)
@@ -219,6 +259,7 @@ pub async fn confirm(
         state.service.clone(),
         scoped,
         fp,
+        None,
         move |svc, ticket| async move { svc.confirm(&caller, &id, &input, &ticket).await },
     )
     .await)
@@ -257,6 +298,7 @@ pub async fn cancel(
         state.service.clone(),
         scoped,
         fp,
+        None,
         move |svc, ticket| async move { svc.cancel(&caller, &id, &ticket).await },
     )
     .await)
