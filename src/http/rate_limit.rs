@@ -148,6 +148,23 @@ mod tests {
     }
 
     #[test]
+    fn idle_users_are_forgotten() {
+        let l = RateLimits::new(&RateLimitSettings {
+            user_rps: 100,
+            user_burst: 1,
+            global_rps: 0,
+        });
+        for i in 0..1000 {
+            assert!(l.check(&format!("u{i}")).is_ok());
+        }
+        assert_eq!(l.tracked_users(), 1000);
+        // After 10 ms each bucket is full again: nothing worth remembering.
+        std::thread::sleep(Duration::from_millis(50));
+        l.forget_idle();
+        assert_eq!(l.tracked_users(), 0);
+    }
+
+    #[test]
     fn zero_turns_a_limit_off() {
         let l = RateLimits::new(&RateLimitSettings::default());
         assert!(l.is_off());

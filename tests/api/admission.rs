@@ -104,6 +104,10 @@ async fn only_a_token_for_this_event_and_user_admits_and_only_once() {
         "already_used",
     )
     .await;
+    let m = app
+        .get_json("/actuator/metrics/admission_decisions_total")
+        .await;
+    assert!(m["samples"].as_array().is_some_and(|s| s.len() >= 5), "{m}");
 }
 
 #[tokio::test]

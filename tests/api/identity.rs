@@ -217,6 +217,13 @@ async fn every_broken_rule_is_a_401_for_issuer_and_dev_tokens_alike() {
     assert_eq!(probe(&app, &issuer.token(key, "fan")).await.status(), 404);
     let good_dev = issuer::sign_with(Header::new(Algorithm::HS256), &dev, &issuer.claims("fan"));
     assert_eq!(probe(&app, &good_dev).await.status(), 404);
+    for name in ["auth_failures_total", "jwks_refresh_total"] {
+        let m = app.get_json(&format!("/actuator/metrics/{name}")).await;
+        assert!(
+            m["samples"].as_array().is_some_and(|s| !s.is_empty()),
+            "{m}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -44,6 +44,11 @@ async fn one_user_flooding_is_limited_while_another_is_not() {
     assert_eq!(h["ratelimit-remaining"], "0");
     assert!(h.contains_key("ratelimit-reset"));
     assert_error(r, 429, "RATE_LIMITED").await;
+    let m = app.get_json("/actuator/metrics/rate_limited_total").await;
+    assert!(
+        m["samples"].as_array().is_some_and(|s| !s.is_empty()),
+        "{m}"
+    );
 }
 
 #[tokio::test]
