@@ -153,6 +153,9 @@ async fn prod_boots_with_an_issuer_dynamodb_and_remote_peers_and_serves_the_flow
         kv("JWT_AUDIENCE", issuer::AUDIENCE),
         kv("INVENTORY_GRPC_ADDRESS", format!("127.0.0.1:{inv_port}")),
         kv("PAYMENT_GRPC_ADDRESS", format!("127.0.0.1:{pay_port}")),
+        // About booting prod, not deadlines: a debug build on a loaded machine needs longer.
+        kv("INVENTORY_TIMEOUT_MS", "5000"),
+        kv("PAYMENT_TIMEOUT_MS", "5000"),
     ]);
     match &redis {
         Some(url) => env.push(kv("REDIS_URL", url)),

@@ -44,6 +44,8 @@ async fn admit(url: &str, event: &str, user: &str) -> String {
 
 async fn spawn_admitting(redis: String) -> TestApp {
     spawn_app_with(move |o| {
+        // About admission, not deadlines: a loaded debug build must not turn holds into 504s.
+        under_load(o);
         o.config.admission.mode = AdmissionMode::Redis;
         o.config.admission.redis_url = Some(redis);
     })
