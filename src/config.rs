@@ -219,6 +219,111 @@ impl GrpcClientSettings {
     }
 }
 
+/// `ADMISSION_MODE`: whether a create needs the waiting room's admission token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionMode {
+    Off,
+    Redis,
+}
+
+impl FromStr for AdmissionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "redis" => Ok(Self::Redis),
+            other => Err(format!(
+                "ADMISSION_MODE must be off or redis, not {other:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AdmissionSettings {
+    /// `ADMISSION_MODE`: `off` by default in local and dev, `redis` in prod.
+    pub mode: AdmissionMode,
+    /// `REDIS_URL`: `redis://host:port[/db]`.
+    pub redis_url: Option<String>,
+    /// `REDIS_TIMEOUT_MS`: the deadline of one Redis call (connecting included).
+    pub timeout_ms: u64,
+}
+
+/// Token buckets, per replica (`RATE_LIMIT_…`; 0 turns one off).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// `RATE_LIMIT_USER_RPS`: requests a second per user (`sub`).
+    pub user_rps: u32,
+    /// `RATE_LIMIT_USER_BURST`: the user's bucket size (0: equal to the rate).
+    pub user_burst: u32,
+    /// `RATE_LIMIT_GLOBAL_RPS`: requests a second for the whole replica (its burst is one second's worth).
+    pub global_rps: u32,
+}
+
+/// The OIDC issuer's tokens (`JWT_…`).
+#[derive(Clone, Debug)]
+pub struct IssuerSettings {
+    /// `JWT_JWKS_URI`: the keys' address; unset: found by OIDC discovery.
+    pub jwks_uri: Option<String>,
+    /// `JWT_AUDIENCE`: when set, the token's `aud` must contain it.
+    pub audience: Option<String>,
+    /// `JWT_ALGORITHMS`: accepted signing algorithms, asymmetric only.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// `JWT_LEEWAY_SECONDS`: clock skew allowed on `exp` and `nbf` (development tokens too).
+    pub leeway_secs: u64,
+}
+
+impl Default for IssuerSettings {
+    fn default() -> Self {
+        use jsonwebtoken::Algorithm;
+        Self {
+            jwks_uri: None,
+            audience: None,
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            leeway_secs: 60,
+        }
+    }
+}
+
+/// `JWT_ALGORITHMS`: a comma-separated list of asymmetric JWS algorithms.
+pub fn parse_algorithms(v: &str) -> Result<Vec<jsonwebtoken::Algorithm>, String> {
+    use jsonwebtoken::Algorithm;
+    let mut algs = Vec::new();
+    for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let alg: Algorithm = name
+            .parse()
+            .map_err(|_| format!("JWT_ALGORITHMS: unknown algorithm {name:?}"))?;
+        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+            return Err(format!(
+                "JWT_ALGORITHMS: {name} is symmetric; issuer tokens must be signed with a published public key"
+            ));
+        }
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    if algs.is_empty() {
+        return Err("JWT_ALGORITHMS must name at least one algorithm".into());
+    }
+    Ok(algs)
+}
+
+/// An issuer or JWKS address: `https://`, or `http://` to a loopback host only.
+pub fn check_issuer_url(name: &str, url: &str) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("{name}={url:?}: {e}"))?;
+    let loopback = matches!(u.host(), Some(url::Host::Domain("localhost")))
+        || matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+        || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "{name}={url:?}: an http:// issuer is allowed only on loopback (127.0.0.1, localhost); use https://"
+        )),
+        other => Err(format!("{name}={url:?}: scheme {other:?} is not https")),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub profile: Profile,
@@ -229,6 +334,9 @@ pub struct Config {
     pub idempotency_lease_secs: i64,
     pub jwt_dev_secret: Option<String>,
     pub jwt_issuer_uri: Option<String>,
+    pub issuer: IssuerSettings,
+    pub admission: AdmissionSettings,
+    pub rate_limits: RateLimitSettings,
     pub data_dir: PathBuf,
     pub catalog_file: Option<PathBuf>,
     pub expiry_interval_ms: u64,
@@ -261,6 +369,13 @@ impl Default for Config {
             idempotency_lease_secs: 10,
             jwt_dev_secret: None,
             jwt_issuer_uri: None,
+            issuer: IssuerSettings::default(),
+            admission: AdmissionSettings {
+                mode: AdmissionMode::Off,
+                redis_url: None,
+                timeout_ms: 250,
+            },
+            rate_limits: RateLimitSettings::default(),
             data_dir: PathBuf::from(".local-data"),
             catalog_file: None,
             expiry_interval_ms: 500,
@@ -321,6 +436,21 @@ impl Config {
             StoreKind::Dynamodb
         };
         let t = d.dynamodb.tables.clone();
+        // Admission and rate limits guard the real on-sale; off for a laptop.
+        let default_admission = if profile == Profile::Prod {
+            AdmissionMode::Redis
+        } else {
+            AdmissionMode::Off
+        };
+        let default_limits = if profile == Profile::Local {
+            RateLimitSettings::default()
+        } else {
+            RateLimitSettings {
+                user_rps: 10,
+                user_burst: 20,
+                global_rps: 2000,
+            }
+        };
         let c = Self {
             profile,
             host: parse("SERVER_HOST", d.host)?,
@@ -330,6 +460,25 @@ impl Config {
             idempotency_lease_secs: parse("IDEMPOTENCY_LEASE_SECONDS", d.idempotency_lease_secs)?,
             jwt_dev_secret: var("JWT_DEV_SECRET"),
             jwt_issuer_uri: var("JWT_ISSUER_URI"),
+            issuer: IssuerSettings {
+                jwks_uri: var("JWT_JWKS_URI"),
+                audience: var("JWT_AUDIENCE"),
+                algorithms: match var("JWT_ALGORITHMS") {
+                    Some(v) => parse_algorithms(&v)?,
+                    None => d.issuer.algorithms,
+                },
+                leeway_secs: parse("JWT_LEEWAY_SECONDS", d.issuer.leeway_secs)?,
+            },
+            admission: AdmissionSettings {
+                mode: parse("ADMISSION_MODE", default_admission)?,
+                redis_url: var("REDIS_URL"),
+                timeout_ms: parse("REDIS_TIMEOUT_MS", d.admission.timeout_ms)?,
+            },
+            rate_limits: RateLimitSettings {
+                user_rps: parse("RATE_LIMIT_USER_RPS", default_limits.user_rps)?,
+                user_burst: parse("RATE_LIMIT_USER_BURST", default_limits.user_burst)?,
+                global_rps: parse("RATE_LIMIT_GLOBAL_RPS", default_limits.global_rps)?,
+            },
             data_dir: var("DATA_DIR").map(PathBuf::from).unwrap_or(d.data_dir),
             catalog_file: var("CATALOG_FILE").map(PathBuf::from),
             expiry_interval_ms: parse("EXPIRY_SWEEP_INTERVAL_MS", d.expiry_interval_ms)?,
@@ -409,6 +558,37 @@ impl Config {
             if self.jwt_issuer_uri.is_none() {
                 return Err("the prod profile needs JWT_ISSUER_URI (an OIDC issuer)".into());
             }
+            if self.store == StoreKind::Memory {
+                return Err("the prod profile refuses STORE=memory: it loses every reservation on restart and is not shared across replicas; use STORE=dynamodb".into());
+            }
+            if self.inventory_grpc_address.is_none() || self.payment_grpc_address.is_none() {
+                return Err("the prod profile needs INVENTORY_GRPC_ADDRESS and PAYMENT_GRPC_ADDRESS: the bundled in-process inventory would oversell across replicas".into());
+            }
+        }
+        if let Some(issuer) = &self.jwt_issuer_uri {
+            check_issuer_url("JWT_ISSUER_URI", issuer)?;
+        }
+        if let Some(jwks) = &self.issuer.jwks_uri {
+            check_issuer_url("JWT_JWKS_URI", jwks)?;
+        }
+        if self.issuer.algorithms.is_empty() {
+            return Err("JWT_ALGORITHMS must name at least one algorithm".into());
+        }
+        if self.admission.mode == AdmissionMode::Redis {
+            match &self.admission.redis_url {
+                None => {
+                    return Err(
+                        "ADMISSION_MODE=redis needs REDIS_URL (redis://host:port[/db])".into(),
+                    )
+                }
+                Some(u) if !u.starts_with("redis://") && !u.starts_with("rediss://") => {
+                    return Err(format!("REDIS_URL={u:?} must be redis://host:port[/db]"))
+                }
+                _ => {}
+            }
+        }
+        if !(1..=60_000).contains(&self.admission.timeout_ms) {
+            return Err("REDIS_TIMEOUT_MS must be 1-60000".into());
         }
         Ok(())
     }
@@ -428,6 +608,40 @@ mod tests {
         c.jwt_issuer_uri = Some("https://issuer.example".into());
         c.jwt_dev_secret = Some("dev".into());
         assert!(c.validate().unwrap_err().contains("development JWT key"));
+    }
+
+    #[test]
+    fn prod_refuses_memory_the_bundled_peers_and_a_remote_http_issuer() {
+        let mut c = Config {
+            profile: Profile::Prod,
+            jwt_issuer_uri: Some("https://issuer.example".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("STORE=memory"));
+        c.store = StoreKind::Dynamodb;
+        assert!(c.validate().unwrap_err().contains("INVENTORY_GRPC_ADDRESS"));
+        c.inventory_grpc_address = Some("inv:9090".into());
+        assert!(c.validate().unwrap_err().contains("PAYMENT_GRPC_ADDRESS"));
+        c.payment_grpc_address = Some("pay:9090".into());
+        assert!(c.validate().is_ok());
+        c.jwt_issuer_uri = Some("http://issuer.example".into());
+        assert!(c.validate().unwrap_err().contains("loopback"));
+        for ok in ["http://127.0.0.1:8080/realms/x", "http://localhost:1"] {
+            c.jwt_issuer_uri = Some(ok.into());
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn issuer_algorithms_are_asymmetric_only() {
+        use jsonwebtoken::Algorithm;
+        assert_eq!(
+            parse_algorithms("RS256, ES256,RS256").unwrap(),
+            vec![Algorithm::RS256, Algorithm::ES256]
+        );
+        assert!(parse_algorithms("HS256").unwrap_err().contains("symmetric"));
+        assert!(parse_algorithms("none").is_err());
+        assert!(parse_algorithms(" , ").is_err());
     }
 
     #[test]

@@ -39,8 +39,13 @@ async fn main() {
 }
 
 async fn serve() -> Result<(), String> {
+    // A configuration the service refuses is one line on stderr and exit code 2, before anything
+    // listens (a crash-looping pod shows why at once).
+    let config = Config::from_env().unwrap_or_else(|e| {
+        eprintln!("reservation-api: {e}");
+        std::process::exit(2)
+    });
     logging::init();
-    let config = Config::from_env()?;
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal())
         .await

@@ -9,15 +9,19 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::admission::Admission;
+use crate::auth::jwks::{JwksKeys, JwksSettings};
 use crate::auth::jwt::Hs256Verifier;
-use crate::auth::{dev_key, TokenVerifier};
-use crate::config::{Config, StoreKind};
+use crate::auth::oidc::OidcVerifier;
+use crate::auth::{dev_key, Authenticator, TokenVerifier};
+use crate::config::{AdmissionMode, Config, Profile, StoreKind};
 use crate::grpc::endpoint_uri;
 use crate::grpc::inventory_client::GrpcInventory;
 use crate::grpc::inventory_server::InventoryGrpc;
 use crate::grpc::local::{self, LocalServer};
 use crate::grpc::payment_client::GrpcPayments;
 use crate::grpc::payment_server::PaymentGrpc;
+use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
 use crate::inventory::catalog::Catalog;
 use crate::inventory::dynamo::{seed, DynamoSeats};
@@ -39,6 +43,10 @@ pub struct Dependencies {
     pub inventory: Arc<dyn Inventory>,
     pub payments: Arc<dyn Payments>,
     pub verifier: Arc<dyn TokenVerifier>,
+    /// The issuer's key cache, refreshed in the background (readiness reports it).
+    pub jwks: Option<Arc<JwksKeys>>,
+    /// The waiting room's admission check, when `ADMISSION_MODE=redis`.
+    pub admission: Option<Arc<Admission>>,
     pub sink: Arc<dyn EventSink>,
     /// Where the inventory and payment clients point (`http://host:port`).
     pub inventory_endpoint: String,
@@ -53,11 +61,15 @@ impl Dependencies {
     /// `INVENTORY_GRPC_ADDRESS` / `PAYMENT_GRPC_ADDRESS`, or, when unset, at the bundled inventory
     /// and payment simulator started here on a `127.0.0.1` port. Must run inside a tokio runtime.
     pub async fn from_config(config: &Config) -> Result<Self, String> {
-        if config.jwt_issuer_uri.is_some() {
-            return Err("JWT_ISSUER_URI is set, but OIDC/JWKS verification is not built yet; unset it to use the development key".into());
-        }
         config.validate()?;
-        let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
+        let admission = match (config.admission.mode, &config.admission.redis_url) {
+            (AdmissionMode::Redis, Some(url)) => Some(Arc::new(Admission::new(
+                url,
+                Duration::from_millis(config.admission.timeout_ms),
+            )?)),
+            _ => None,
+        };
+        let authenticator = build_authenticator(config)?;
         // The store first: a failure there leaves no bundled server running.
         let store = build_store(config).await?;
         let mut local_servers = Vec::new();
@@ -83,7 +95,9 @@ impl Dependencies {
             payment_endpoint: payments.endpoint().to_owned(),
             inventory: Arc::new(inventory),
             payments: Arc::new(payments),
-            verifier: Arc::new(Hs256Verifier::new(&secret)),
+            jwks: authenticator.jwks(),
+            verifier: Arc::new(authenticator),
+            admission,
             sink: build_sink(config).await,
             local_servers,
         })
@@ -120,6 +134,34 @@ impl Dependencies {
         };
         Ok((inventory, payment))
     }
+}
+
+/// The development key in local and dev; the issuer's tokens when `JWT_ISSUER_URI` is set (the
+/// only ones in prod). The key cache starts loading in the background: the service starts even
+/// while the issuer is unreachable.
+pub fn build_authenticator(config: &Config) -> Result<Authenticator, String> {
+    let leeway = config.issuer.leeway_secs;
+    let dev = if config.profile == Profile::Prod {
+        None
+    } else {
+        let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
+        Some(Hs256Verifier::with_leeway(&secret, leeway))
+    };
+    let oidc = match &config.jwt_issuer_uri {
+        None => None,
+        Some(issuer) => {
+            let keys = JwksKeys::new(JwksSettings::new(issuer, config.issuer.jwks_uri.as_deref()))?;
+            keys.spawn_refresh();
+            Some(OidcVerifier::new(
+                keys,
+                issuer,
+                config.issuer.audience.as_deref(),
+                &config.issuer.algorithms,
+                leeway,
+            ))
+        }
+    };
+    Ok(Authenticator::new(dev, oidc))
 }
 
 /// The configured store; in local/dev with `DYNAMODB_AUTO_CREATE`, missing tables are created first.
@@ -251,6 +293,13 @@ impl Application {
             profile: config.profile.as_str(),
             store_kind: deps.store_kind,
             hold_ttl_secs: config.hold_ttl_secs,
+            jwks: deps.jwks,
+            admission: deps.admission,
+            limits: {
+                let limits = Arc::new(RateLimits::new(&config.rate_limits));
+                limits.spawn_cleanup();
+                limits
+            },
         };
         Ok(Self {
             listener,
@@ -282,6 +331,7 @@ impl Application {
         let relay = tokio::spawn(self.relay.run(stop.clone()));
         let expiry = tokio::spawn(self.expiry.run(stop.clone()));
         let ready = self.state.ready.clone();
+        let jwks = self.state.jwks.clone();
         let router = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "reservation-api listening");
         let served = axum::serve(self.listener, router)
@@ -292,6 +342,9 @@ impl Application {
             })
             .await;
         stop.cancel();
+        if let Some(k) = jwks {
+            k.stop();
+        }
         let _ = expiry.await;
         let _ = relay.await;
         for s in self.local_servers {

@@ -111,6 +111,53 @@ fn prod_refuses_the_development_key_and_a_missing_issuer() {
     assert!(!out.status.success());
 }
 
+/// `serve` in prod with a configuration it must refuse: exit code 2 and one line on stderr.
+fn refused(set: &[(&str, &str)], unset: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    let valid = [
+        ("APP_PROFILE", "prod"),
+        ("JWT_ISSUER_URI", "https://issuer.example"),
+        ("STORE", "dynamodb"),
+        ("INVENTORY_GRPC_ADDRESS", "127.0.0.1:1"),
+        ("PAYMENT_GRPC_ADDRESS", "127.0.0.1:1"),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("SERVER_HOST", "127.0.0.1"),
+        ("SERVER_PORT", "0"),
+    ];
+    for (k, v) in valid.iter().chain(set) {
+        if !unset.contains(k) {
+            c.env(k, v);
+        }
+    }
+    let out = c.args(["serve"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{expected}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(expected), "{expected}: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing started: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn prod_refuses_what_loses_data_or_oversells_with_one_line_and_exit_code_2() {
+    refused(&[("JWT_DEV_SECRET", "dev")], &[], "development JWT key");
+    refused(&[("STORE", "memory")], &[], "STORE=memory");
+    refused(&[], &["INVENTORY_GRPC_ADDRESS"], "INVENTORY_GRPC_ADDRESS");
+    refused(&[], &["PAYMENT_GRPC_ADDRESS"], "PAYMENT_GRPC_ADDRESS");
+    refused(
+        &[("JWT_ISSUER_URI", "http://issuer.example")],
+        &[],
+        "loopback",
+    );
+    refused(&[], &["JWT_ISSUER_URI"], "JWT_ISSUER_URI");
+    refused(&[], &["REDIS_URL"], "REDIS_URL");
+    refused(&[("JWT_ALGORITHMS", "RS256,HS256")], &[], "symmetric");
+}
+
 #[test]
 fn serve_logs_json_lines_with_the_trace_id_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();

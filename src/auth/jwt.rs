@@ -1,11 +1,13 @@
-//! HS256 tokens with the development key: `exp` required, 60 s leeway, `sub` is the user.
+//! HS256 tokens with the development key: the same claim rules as issuer tokens ([`claims`]),
+//! `sub` is the user.
 
 use async_trait::async_trait;
 use jsonwebtoken::{
-    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
 use serde::{Deserialize, Serialize};
 
+use super::claims::{self, Verified};
 use super::{AuthError, TokenVerifier};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,28 +30,30 @@ pub struct Hs256Verifier {
 
 impl Hs256Verifier {
     pub fn new(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 60;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self::with_leeway(secret, 60)
+    }
+
+    pub fn with_leeway(secret: &[u8], leeway_secs: u64) -> Self {
         Self {
             key: DecodingKey::from_secret(secret),
-            validation,
+            validation: claims::validation(&[Algorithm::HS256], leeway_secs),
         }
+    }
+
+    /// Every check, without the trait's indirection (the authenticator caches the result).
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AuthError> {
+        let header = decode_header(token).map_err(|e| claims::map_error(&e))?;
+        claims::check_header(&header)?;
+        let data = decode::<claims::Claims>(token, &self.key, &self.validation)
+            .map_err(|e| claims::map_error(&e))?;
+        claims::verified(data.claims)
     }
 }
 
 #[async_trait]
 impl TokenVerifier for Hs256Verifier {
     async fn verify(&self, token: &str) -> Result<String, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            })?;
-        if data.claims.sub.is_empty() {
-            return Err(AuthError::Invalid);
-        }
-        Ok(data.claims.sub)
+        self.verify_token(token).map(|v| v.sub)
     }
 }
 

@@ -30,15 +30,19 @@ fn health_response(up: bool, components: serde_json::Value) -> Response {
 async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {
     let accepting = state.ready.load(Ordering::Relaxed);
     let store_up = state.service.store().ping().await.is_ok();
-    let up = accepting && store_up;
+    let jwks_up = state.jwks.as_ref().is_none_or(|k| k.is_loaded());
+    let up = accepting && store_up && jwks_up;
     let s = |b: bool| if b { "UP" } else { "DOWN" };
-    (
-        up,
-        json!({
-            "store": { "status": s(store_up) },
-            "readinessState": { "status": s(accepting) },
-        }),
-    )
+    let mut components = json!({
+        "store": { "status": s(store_up) },
+        "readinessState": { "status": s(accepting) },
+    });
+    // DOWN until the issuer's keys were loaded once; afterwards an issuer outage keeps it UP
+    // (the known keys keep working).
+    if state.jwks.is_some() {
+        components["jwks"] = json!({ "status": s(jwks_up) });
+    }
+    (up, components)
 }
 
 /// Overall health.

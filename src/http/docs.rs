@@ -80,6 +80,7 @@ pub fn error_example(code: &str) -> serde_json::Value {
         "UPSTREAM_TIMEOUT" => "inventory did not answer in time",
         "UPSTREAM_UNAVAILABLE" => "inventory is unavailable",
         "NOT_FOUND" => "no metric named nope",
+        "RATE_LIMITED" => "too many requests; retry after the time in Retry-After",
         _ => "internal error",
     };
     let mut example = error_envelope(code, message);

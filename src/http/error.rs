@@ -1,6 +1,6 @@
 //! The error envelope of CONTRACT §2: `{"error":{"code","message","trace_id","details"?}}`.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     pub details: Option<FieldErrors>,
     pub retry_after: Option<u64>,
+    /// Further headers of this answer (`WWW-Authenticate`, `RateLimit-*`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -38,6 +41,55 @@ impl ApiError {
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    /// A token that was presented and refused (RFC 6750 §3.1).
+    pub fn invalid_token(message: impl Into<String>) -> Self {
+        Self {
+            headers: vec![(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            )],
+            ..Self::unauthenticated(message)
+        }
+    }
+
+    /// 429 `RATE_LIMITED` with `Retry-After` and the `RateLimit-*` headers.
+    pub fn rate_limited(l: &crate::http::rate_limit::Limited) -> Self {
+        Self {
+            retry_after: Some(l.retry_after_secs),
+            headers: vec![
+                (
+                    HeaderName::from_static("ratelimit-limit"),
+                    HeaderValue::from(l.limit),
+                ),
+                (
+                    HeaderName::from_static("ratelimit-remaining"),
+                    HeaderValue::from(0u32),
+                ),
+                (
+                    HeaderName::from_static("ratelimit-reset"),
+                    HeaderValue::from(l.retry_after_secs),
+                ),
+            ],
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("too many requests ({} limit); retry later", l.scope),
+            )
+        }
+    }
+
+    /// 503 `UPSTREAM_UNAVAILABLE`: a dependency is down; the client may retry after `secs`.
+    pub fn unavailable(message: impl Into<String>, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UPSTREAM_UNAVAILABLE",
+                message,
+            )
+        }
     }
 
     pub fn idempotency_required() -> Self {
@@ -122,6 +174,22 @@ impl ApiError {
     }
 }
 
+impl From<crate::auth::admission::AdmissionError> for ApiError {
+    fn from(e: crate::auth::admission::AdmissionError) -> Self {
+        use crate::auth::admission::AdmissionError as A;
+        match e {
+            A::Refused(r) => Self {
+                details: Some(r.details()),
+                ..Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", r.message())
+            },
+            A::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "admission check failed closed");
+                Self::unavailable("the admission check is unavailable; retry shortly", 1)
+            }
+        }
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         use StatusCode as S;
@@ -172,6 +240,9 @@ impl IntoResponse for ApiError {
         }
         if self.status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        for (name, value) in self.headers {
+            h.insert(name, value);
         }
         r
     }

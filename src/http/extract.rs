@@ -32,17 +32,34 @@ impl FromRequestParts<AppState> for Authenticated {
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthenticated(AuthError::Missing.to_string()))?;
-        let user_id = state
-            .verifier
-            .verify(token)
-            .await
-            .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+            .ok_or_else(|| {
+                auth_failure(&AuthError::Missing);
+                ApiError::unauthenticated(AuthError::Missing.to_string())
+            })?;
+        let user_id = match state.verifier.verify(token).await {
+            Ok(u) => u,
+            Err(e) => {
+                auth_failure(&e);
+                return Err(match e {
+                    AuthError::KeysUnavailable => ApiError::unavailable(e.to_string(), 5),
+                    e => ApiError::invalid_token(e.to_string()),
+                });
+            }
+        };
+        // After authentication (the limit is per user), before any work or the idempotency key.
+        state
+            .limits
+            .check(&user_id)
+            .map_err(|l| ApiError::rate_limited(&l))?;
         Ok(Self(Caller {
             user_id,
             trace_id: trace::current_trace_id(),
         }))
     }
+}
+
+fn auth_failure(e: &AuthError) {
+    metrics::counter!("auth_failures_total", "reason" => e.reason()).increment(1);
 }
 
 /// A valid `Idempotency-Key` header.

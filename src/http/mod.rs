@@ -5,6 +5,7 @@ pub mod context;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod rate_limit;
 pub mod reservations;
 
 use std::sync::atomic::AtomicBool;
@@ -18,6 +19,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::admission::Admission;
+use crate::auth::jwks::JwksKeys;
 use crate::auth::TokenVerifier;
 use crate::service::ReservationService;
 use error::ApiError;
@@ -31,6 +34,11 @@ pub struct AppState {
     pub profile: &'static str,
     pub store_kind: &'static str,
     pub hold_ttl_secs: i64,
+    /// The issuer's keys, when issuer tokens are accepted (readiness: `jwks`).
+    pub jwks: Option<Arc<JwksKeys>>,
+    /// The waiting room's admission check (`ADMISSION_MODE=redis`).
+    pub admission: Option<Arc<Admission>>,
+    pub limits: Arc<rate_limit::RateLimits>,
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -12,6 +12,7 @@ use super::docs::{error_example, not_json_example, too_large_example};
 use super::error::{json_response, ApiError};
 use super::extract::{Authenticated, IdemKey, JsonBody};
 use super::AppState;
+use crate::auth::admission::Admission;
 use crate::domain::{ConfirmInput, CreateInput};
 use crate::idempotency::{fingerprint, Begin, IdempotencyTicket, StoredResponse};
 use crate::service::views::{Cancelled, Confirmed, HoldCreated, ReservationView};
@@ -50,7 +51,7 @@ pub struct CreateReservationBody {
     /// Must equal the token's `sub` when given (else 403 FORBIDDEN); best left out.
     #[schema(example = "u123")]
     user_id: Option<String>,
-    /// The waiting room's admission token (accepted; checked once admission is enabled).
+    /// The waiting room's admission token: required when `ADMISSION_MODE=redis`; admits one hold.
     reservation_token: Option<String>,
 }
 
@@ -73,12 +74,22 @@ fn stored(r: StoredResponse, replayed: bool) -> Response {
     resp
 }
 
+/// A create's admission check: run once the key is taken (a replay never consults Redis); a
+/// refusal frees the key again, and a hold that fails gives the token back.
+struct Gate {
+    admission: Arc<Admission>,
+    token: Option<String>,
+    event_id: String,
+    user_id: String,
+}
+
 /// CONTRACT §4 around one use case. The work runs in its own task, so a client that hangs up
 /// cannot leave a hold without its reservation or a key stuck IN_PROGRESS.
 async fn idempotent<F, Fut>(
     service: Arc<ReservationService>,
     scoped_key: String,
     fingerprint: String,
+    gate: Option<Gate>,
     work: F,
 ) -> Response
 where
@@ -94,7 +105,28 @@ where
             Ok(Begin::Conflict) => return ApiError::idempotency_conflict().into_response(),
             Ok(Begin::Started(t)) => t,
         };
-        match work(service.clone(), ticket.clone()).await {
+        let pass = match gate {
+            None => None,
+            Some(g) => match g
+                .admission
+                .consume(g.token.as_deref(), &g.event_id, &g.user_id)
+                .await
+            {
+                Ok(pass) => Some((g.admission, pass)),
+                Err(e) => {
+                    // Not admitted: the request did nothing, so the key stays free.
+                    service.finish(ticket, None).await;
+                    return ApiError::from(e).into_response();
+                }
+            },
+        };
+        let result = work(service.clone(), ticket.clone()).await;
+        if let Some((admission, pass)) = pass {
+            if !matches!(&result, Ok(r) if (200..300).contains(&r.response.status)) {
+                admission.give_back(pass).await;
+            }
+        }
+        match result {
             Ok(reply) => {
                 if !reply.recorded {
                     service.finish(ticket, Some(reply.response.clone())).await;
@@ -139,13 +171,14 @@ fn validation(details: crate::domain::FieldErrors) -> ApiError {
             ("IDEMPOTENCY_REQUIRED" = (value = json!(error_example("IDEMPOTENCY_REQUIRED"))))
         )),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
-        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
+        (status = 403, description = "FORBIDDEN: user_id differs from the token's subject, or (admission on) the reservation_token is missing, unknown or expired, for another event or user, or already used — `details.reservation_token` says which", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
         (status = 409, description = "INVENTORY_CONFLICT or IDEMPOTENCY_CONFLICT", body = ErrorEnvelope, examples(
             ("INVENTORY_CONFLICT" = (value = json!(error_example("INVENTORY_CONFLICT")))),
             ("IDEMPOTENCY_CONFLICT" = (value = json!(error_example("IDEMPOTENCY_CONFLICT"))))
         )),
         (status = 413, description = "VALIDATION_ERROR: the body is over 64 KiB", body = ErrorEnvelope, example = json!(too_large_example())),
         (status = 415, description = "VALIDATION_ERROR: the body is not application/json", body = ErrorEnvelope, example = json!(not_json_example())),
+        (status = 429, description = "RATE_LIMITED, with Retry-After and RateLimit-* headers", body = ErrorEnvelope, example = json!(error_example("RATE_LIMITED"))),
         (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
         (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
         (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
@@ -162,10 +195,17 @@ pub async fn create(
     state.service.check_create(&caller, &input)?;
     let fp = fingerprint("POST", "/v1/reservations", &[], &body);
     let scoped = key.scoped(&caller.user_id);
+    let gate = state.admission.clone().map(|admission| Gate {
+        admission,
+        token: input.reservation_token.clone(),
+        event_id: input.event_id.clone(),
+        user_id: caller.user_id.clone(),
+    });
     Ok(idempotent(
         state.service.clone(),
         scoped,
         fp,
+        gate,
         move |svc, ticket| async move { svc.create(&caller, &input, key.as_str(), &ticket).await },
     )
     .await)
@@ -182,6 +222,7 @@ pub async fn create(
         (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
         (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope, example = json!(error_example("RESERVATION_NOT_FOUND"))),
+        (status = 429, description = "RATE_LIMITED, with Retry-After and RateLimit-* headers", body = ErrorEnvelope, example = json!(error_example("RATE_LIMITED"))),
         (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
         (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
         (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
@@ -224,6 +265,7 @@ pub async fn get_one(
         (status = 412, description = "PAYMENT_NOT_APPROVED; the hold stays", body = ErrorEnvelope, example = json!(error_example("PAYMENT_NOT_APPROVED"))),
         (status = 413, description = "VALIDATION_ERROR: the body is over 64 KiB", body = ErrorEnvelope, example = json!(too_large_example())),
         (status = 415, description = "VALIDATION_ERROR: the body is not application/json", body = ErrorEnvelope, example = json!(not_json_example())),
+        (status = 429, description = "RATE_LIMITED, with Retry-After and RateLimit-* headers", body = ErrorEnvelope, example = json!(error_example("RATE_LIMITED"))),
         (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
         (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
         (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
@@ -245,6 +287,7 @@ pub async fn confirm(
         state.service.clone(),
         scoped,
         fp,
+        None,
         move |svc, ticket| async move { svc.confirm(&caller, &id, &input, &ticket).await },
     )
     .await)
@@ -275,6 +318,7 @@ pub async fn confirm(
         )),
         (status = 413, description = "VALIDATION_ERROR: the body is over 64 KiB", body = ErrorEnvelope, example = json!(too_large_example())),
         (status = 415, description = "VALIDATION_ERROR: the body is not application/json", body = ErrorEnvelope, example = json!(not_json_example())),
+        (status = 429, description = "RATE_LIMITED, with Retry-After and RateLimit-* headers", body = ErrorEnvelope, example = json!(error_example("RATE_LIMITED"))),
         (status = 500, description = "INTERNAL: a bug; the message reveals nothing", body = ErrorEnvelope, example = json!(error_example("INTERNAL"))),
         (status = 503, description = "UPSTREAM_UNAVAILABLE: a dependency is down, its circuit open or its bulkhead full (Retry-After)", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_UNAVAILABLE"))),
         (status = 504, description = "UPSTREAM_TIMEOUT: a dependency exceeded its deadline", body = ErrorEnvelope, example = json!(error_example("UPSTREAM_TIMEOUT"))),
@@ -295,6 +339,7 @@ pub async fn cancel(
         state.service.clone(),
         scoped,
         fp,
+        None,
         move |svc, ticket| async move { svc.cancel(&caller, &id, &ticket).await },
     )
     .await)

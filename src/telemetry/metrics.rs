@@ -94,6 +94,26 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Store requests made by the outbox relay, by operation",
     ),
+    (
+        "auth_failures_total",
+        Kind::Counter,
+        "Bearer tokens refused, by reason",
+    ),
+    (
+        "jwks_refresh_total",
+        Kind::Counter,
+        "Fetches of the issuer's signing keys, by result",
+    ),
+    (
+        "admission_decisions_total",
+        Kind::Counter,
+        "Waiting-room admission checks of creates, by result",
+    ),
+    (
+        "rate_limited_total",
+        Kind::Counter,
+        "Requests refused with 429 RATE_LIMITED, by limit",
+    ),
 ];
 
 /// The label sets known in advance, at zero, so that a scrape shows them before the first one
@@ -129,6 +149,45 @@ fn known_series() -> Vec<(Kind, &'static str, Vec<Label>)> {
             "idempotency_requests_total",
             vec![Label::new("result", result)],
         ));
+    }
+    let labelled: [(&'static str, &'static str, &[&'static str]); 4] = [
+        (
+            "auth_failures_total",
+            "reason",
+            &[
+                "missing",
+                "expired",
+                "invalid",
+                "not_yet_valid",
+                "issuer",
+                "audience",
+                "claims",
+                "algorithm",
+                "unknown_kid",
+                "keys_unavailable",
+            ],
+        ),
+        ("jwks_refresh_total", "result", &["ok", "error"]),
+        (
+            "admission_decisions_total",
+            "result",
+            &[
+                "admitted",
+                "missing",
+                "unknown_or_expired",
+                "other_event",
+                "other_user",
+                "already_used",
+                "unavailable",
+                "given_back",
+            ],
+        ),
+        ("rate_limited_total", "scope", &["user", "global"]),
+    ];
+    for (name, label, values) in labelled {
+        for &value in values {
+            out.push((Kind::Counter, name, vec![Label::new(label, value)]));
+        }
     }
     for op in ["query", "read", "claim", "settle", "count"] {
         out.push((

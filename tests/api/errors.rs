@@ -24,11 +24,18 @@ async fn no_token_malformed_token_expired_token_and_wrong_key_are_401_with_www_a
             req = req.header("Authorization", a);
         }
         let r = req.send().await.unwrap();
+        // RFC 6750 §3.1: a bearer token that was presented and refused is `invalid_token`.
+        let presented = auth.as_deref().is_some_and(|a| a.starts_with("Bearer "));
+        let expected = if presented {
+            "Bearer error=\"invalid_token\""
+        } else {
+            "Bearer"
+        };
         assert_eq!(
             r.headers()
                 .get("www-authenticate")
                 .map(|v| v.to_str().unwrap()),
-            Some("Bearer"),
+            Some(expected),
             "{auth:?}"
         );
         assert_error(r, 401, "UNAUTHENTICATED").await;
