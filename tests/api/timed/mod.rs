@@ -3,4 +3,5 @@
 //! the rest, so that the other tests' load does not blur what they measure.
 
 mod events;
+mod faults;
 mod resilience;
