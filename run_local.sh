@@ -165,7 +165,8 @@ cmd_test() {
   log "cargo test: timed API tests, one at a time"
   cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::
   log "cargo test: API suite with STORE=dynamodb"
-  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed::
+  # ambiguous:: talks to moto whatever the store: it ran in the first pass.
+  TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed:: --skip ambiguous::
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
   stop_peers
 }

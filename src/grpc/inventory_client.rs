@@ -120,6 +120,16 @@ impl GrpcInventory {
                 message,
                 retry_after_secs,
             },
+            CallError::Failed(s) if resilience::is_peer_failure(s.code()) => {
+                InventoryError::Unavailable {
+                    message: format!(
+                        "{method}: {} {}",
+                        resilience::code_name(s.code()),
+                        s.message()
+                    ),
+                    retry_after_secs: 1,
+                }
+            }
             CallError::Failed(s) => InventoryError::Internal(format!(
                 "{method}: {} {}",
                 resilience::code_name(s.code()),
@@ -257,6 +267,7 @@ pub fn commit_outcome(r: CommitReservationResponse) -> Result<CommitOutcome, Inv
                 .as_ref()
                 .and_then(convert::datetime)
                 .unwrap_or_else(Utc::now),
+            payment_intent_id: r.payment_intent_id,
         }),
         Ok(CommitStatus::FailedExpired) => Ok(CommitOutcome::Expired),
         Ok(CommitStatus::Unspecified) if expired => Ok(CommitOutcome::Expired),

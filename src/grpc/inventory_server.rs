@@ -204,12 +204,16 @@ impl InventoryGrpc {
         };
         let (outcome, seats) = self.seats.commit(&req, now).await.map_err(engine_status)?;
         Ok(match outcome {
-            CommitOutcome::Committed { committed_at } => CommitReservationResponse {
+            CommitOutcome::Committed {
+                committed_at,
+                payment_intent_id,
+            } => CommitReservationResponse {
                 order_id: sale_id(&req.reservation_id),
                 sold_seats: wire(&seats, SeatStatus::Sold),
                 status: CommitStatus::Success as i32,
                 committed_at: Some(timestamp(committed_at)),
                 error: None,
+                payment_intent_id,
             },
             CommitOutcome::Expired => CommitReservationResponse {
                 status: CommitStatus::FailedExpired as i32,

@@ -154,6 +154,12 @@ impl Payments for GrpcPayments {
                 message,
                 retry_after_secs,
             }),
+            Err(CallError::Failed(s)) if resilience::is_peer_failure(s.code()) => {
+                Err(PaymentError::Unavailable {
+                    message: format!("GetPaymentStatus: {}", resilience::code_name(s.code())),
+                    retry_after_secs: 1,
+                })
+            }
             Err(CallError::Failed(s)) => Err(PaymentError::Internal(format!(
                 "GetPaymentStatus: {} {}",
                 resilience::code_name(s.code()),

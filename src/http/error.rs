@@ -205,9 +205,11 @@ impl From<ServiceError> for ApiError {
                 Self::new(S::PRECONDITION_FAILED, "PAYMENT_NOT_APPROVED", msg)
             }
             ServiceError::IdempotencyInFlight => Self::idempotency_in_flight(),
-            ServiceError::UpstreamTimeout(_) => {
-                Self::new(S::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT", msg)
-            }
+            // The call may have happened: the same request with the same key settles it.
+            ServiceError::UpstreamTimeout(_) => Self {
+                retry_after: Some(1),
+                ..Self::new(S::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT", msg)
+            },
             ServiceError::UpstreamUnavailable {
                 retry_after_secs, ..
             } => Self {

@@ -40,6 +40,8 @@ struct HoldRecord {
     until: DateTime<Utc>,
     state: HoldState,
     committed_at: Option<DateTime<Utc>>,
+    /// The intent of the first commit, repeated to every later one.
+    payment_intent_id: String,
     /// The first release's answer, repeated to every later release.
     release: Option<(ReleaseOutcome, DateTime<Utc>)>,
 }
@@ -325,6 +327,7 @@ impl SeatInventory {
                 until: req.hold_expires_at,
                 state: HoldState::Active,
                 committed_at: None,
+                payment_intent_id: String::new(),
                 release: None,
             },
         );
@@ -363,6 +366,7 @@ impl SeatInventory {
             HoldState::Committed => (
                 CommitOutcome::Committed {
                     committed_at: h.committed_at.unwrap_or(now),
+                    payment_intent_id: h.payment_intent_id.clone(),
                 },
                 ev.seats_of(&h.seats),
             ),
@@ -377,8 +381,12 @@ impl SeatInventory {
                 let rec = ev.holds.get_mut(&req.reservation_id).expect("present");
                 rec.state = HoldState::Committed;
                 rec.committed_at = Some(now);
+                rec.payment_intent_id = req.payment_intent_id.clone();
                 (
-                    CommitOutcome::Committed { committed_at: now },
+                    CommitOutcome::Committed {
+                        committed_at: now,
+                        payment_intent_id: req.payment_intent_id.clone(),
+                    },
                     ev.seats_of(&h.seats),
                 )
             }

@@ -67,13 +67,15 @@ pub struct CommitRequest {
 pub enum CommitOutcome {
     Committed {
         committed_at: DateTime<Utc>,
+        /// The intent the first commit was made with (a repeat answers it too), so that a sale
+        /// whose confirm never wrote can be completed from the inventory alone. Empty: the
+        /// inventory does not say (an older one).
+        payment_intent_id: String,
     },
     /// The hold ran out before the commit.
     Expired,
     /// No live hold of this reservation for this user (released, unknown, another holder).
-    Conflict {
-        message: String,
-    },
+    Conflict { message: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

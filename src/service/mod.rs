@@ -4,8 +4,10 @@
 //! both succeed) and state races by the store's conditional writes; the loser re-reads and answers
 //! from what won.
 
+mod ambiguity;
 pub mod error;
 pub mod expiry;
+mod reconcile;
 pub mod views;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::inventory::{
 use crate::payment::{self, PaymentQuery, Payments};
 use crate::store::{ConflictKind, Store, StoreError, Transition};
 use crate::telemetry::metrics::MethodTimer;
+use ambiguity::{is_transition, unknown_outcome, Resolution};
 use views::{Cancelled, Confirmed, HoldCreated, ReservationView};
 
 #[derive(Clone, Debug)]
@@ -160,18 +163,24 @@ impl ReservationService {
         let now = now_ms();
         let id = ids::new_reservation_id();
         let hold_expires_at = now + self.settings.hold_ttl;
-        let outcome = self
-            .inventory
-            .reserve(HoldRequest {
-                reservation_id: id.clone(),
-                event_id: input.event_id.clone(),
-                seat_ids: input.seat_ids.clone().unwrap_or_default(),
-                qty: input.qty,
-                user_id: caller.user_id.clone(),
-                hold_expires_at,
-                idempotency_key: idempotency_key.to_owned(),
-            })
-            .await?;
+        let hold = HoldRequest {
+            reservation_id: id.clone(),
+            event_id: input.event_id.clone(),
+            seat_ids: input.seat_ids.clone().unwrap_or_default(),
+            qty: input.qty,
+            user_id: caller.user_id.clone(),
+            hold_expires_at,
+            idempotency_key: idempotency_key.to_owned(),
+        };
+        let outcome = match self.inventory.reserve(hold.clone()).await {
+            Ok(o) => o,
+            Err(e) => {
+                // The hold may have been made. No reservation can name this id yet, so giving it
+                // back is safe; if that fails too, the inventory frees it at `hold_expires_at`.
+                self.release_unrecorded(&hold).await;
+                return Err(e.into());
+            }
+        };
         let seats = match outcome {
             HoldOutcome::Held { seats, .. } => seats,
             HoldOutcome::Unavailable { message, .. } => {
@@ -212,9 +221,7 @@ impl ReservationService {
             response: response.clone(),
         };
         if let Err(e) = self.store.create_hold(&r, &event, Some(&completion)).await {
-            // The inventory holds seats that no reservation records: give them back.
-            self.release(&r, ReleaseReason::Cancelled).await.ok();
-            return Err(e.into());
+            self.create_failed(&r, ticket, e).await?;
         }
         self.written(ReservationStatus::Hold);
         Ok(Reply {
@@ -286,18 +293,7 @@ impl ReservationService {
         }
 
         let now = now_ms();
-        let order = Order {
-            id: ids::new_order_id(),
-            reservation_id: r.id.clone(),
-            user_id: r.user_id.clone(),
-            event_id: r.event_id.clone(),
-            seat_ids: r.seat_ids.clone(),
-            total_amount: r.total_price,
-            currency: r.currency.clone(),
-            status: "CONFIRMED".into(),
-            payment_intent_id: intent.clone(),
-            created_at: now,
-        };
+        let order = order_for(&r, intent, now);
         let next = r.confirmed(&order.id, intent, now)?;
         let event = OutboxEvent::for_reservation(
             EventType::Confirmed,
@@ -326,8 +322,26 @@ impl ReservationService {
                     recorded: true,
                 })
             }
-            Err(StoreError::Conflict(ConflictKind::StaleReservation)) => {
-                self.confirm_lost(caller, id, intent).await
+            Err(e)
+                if e.is_ambiguous()
+                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
+            {
+                // A stale version may be our own earlier attempt, retried after its answer was
+                // lost. Nothing is compensated here (a sale is never undone), so no fence.
+                match self.resolve(id, is_transition(&next), None).await {
+                    Resolution::Landed => {
+                        tracing::info!(reservation_id = %id, error = %e, "the confirm's write landed although its answer was lost");
+                        self.written(ReservationStatus::Confirmed);
+                        Ok(Reply {
+                            response,
+                            recorded: true,
+                        })
+                    }
+                    Resolution::NotLanded(Some(moved)) if moved.version != r.version => {
+                        self.confirm_lost_to(&moved, caller, intent)
+                    }
+                    Resolution::NotLanded(_) | Resolution::Unknown(_) => Err(unknown_outcome(&e)),
+                }
             }
             Err(e) => Err(e.into()),
         }
@@ -341,10 +355,19 @@ impl ReservationService {
         intent: &str,
     ) -> Result<Reply, ServiceError> {
         let r = self.load(id).await?;
+        self.confirm_lost_to(&r, caller, intent)
+    }
+
+    fn confirm_lost_to(
+        &self,
+        r: &Reservation,
+        caller: &Caller,
+        intent: &str,
+    ) -> Result<Reply, ServiceError> {
         match r.plan_confirm(&caller.user_id, intent, now_ms())? {
             ConfirmPlan::AlreadyConfirmed { order_id } => Ok(unrecorded(StoredResponse::json(
                 200,
-                &Confirmed::of(id, &order_id),
+                &Confirmed::of(&r.id, &order_id),
             ))),
             ConfirmPlan::Proceed => Err(ServiceError::InvalidState(
                 "the reservation is no longer held".into(),
@@ -402,12 +425,26 @@ impl ReservationService {
                     recorded: true,
                 })
             }
-            Err(StoreError::Conflict(ConflictKind::StaleReservation)) => {
-                match self
-                    .load(id)
-                    .await?
-                    .plan_cancel(&caller.user_id, now_ms())?
-                {
+            Err(e)
+                if e.is_ambiguous()
+                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
+            {
+                // The seats are released already; only the record's outcome is in doubt.
+                let found = match self.resolve(id, is_transition(&next), None).await {
+                    Resolution::Landed => {
+                        tracing::info!(reservation_id = %id, error = %e, "the cancel's write landed although its answer was lost");
+                        self.written(ReservationStatus::Cancelled);
+                        return Ok(Reply {
+                            response,
+                            recorded: true,
+                        });
+                    }
+                    Resolution::NotLanded(Some(found)) if found.version != r.version => *found,
+                    Resolution::NotLanded(_) | Resolution::Unknown(_) => {
+                        return Err(unknown_outcome(&e))
+                    }
+                };
+                match found.plan_cancel(&caller.user_id, now_ms())? {
                     CancelPlan::AlreadyCancelled => Ok(done()),
                     CancelPlan::Proceed => Err(ServiceError::InvalidState(
                         "the reservation changed; try again".into(),
@@ -428,9 +465,8 @@ impl ReservationService {
         }
         if let ReleaseOutcome::Refused { message } = self.release(r, ReleaseReason::Expired).await?
         {
-            // Sold by a confirm that has not written yet (or died after its commit); leave it.
-            tracing::warn!(reservation_id = %r.id, %message, "due hold is sold in the inventory; not expiring it");
-            return Ok(false);
+            // Sold by a confirm that died after its commit (or has not written yet): finish it.
+            return self.reconcile_sold(r, &message).await;
         }
         let next = r.transitioned(ReservationStatus::Expired, now)?;
         let trace_id = crate::telemetry::trace::new_trace_id();
@@ -450,6 +486,16 @@ impl ReservationService {
                 Ok(true)
             }
             Err(StoreError::Conflict(ConflictKind::StaleReservation)) => Ok(false),
+            Err(e) if e.is_ambiguous() => {
+                match self.resolve(&r.id, is_transition(&next), None).await {
+                    Resolution::Landed => {
+                        self.written(ReservationStatus::Expired);
+                        Ok(true)
+                    }
+                    // The next sweep tries again.
+                    Resolution::NotLanded(_) | Resolution::Unknown(_) => Err(e.into()),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -488,9 +534,72 @@ impl ReservationService {
             .await?)
     }
 
+    /// The new HOLD's write failed. Release its seats only once the reservation is known to be
+    /// absent for good; while that is unknown, keep the hold (it runs out at `hold_expires_at`,
+    /// or the sweeper expires the reservation if it turns out to exist).
+    async fn create_failed(
+        &self,
+        r: &Reservation,
+        ticket: &IdempotencyTicket,
+        e: StoreError,
+    ) -> Result<(), ServiceError> {
+        // The id is new, so a reservation already under it is our own earlier attempt.
+        let may_have_landed =
+            e.is_ambiguous() || e == StoreError::Conflict(ConflictKind::ReservationExists);
+        if !may_have_landed {
+            self.release(r, ReleaseReason::Cancelled).await.ok();
+            return Err(e.into());
+        }
+        match self.resolve(&r.id, |_| true, Some(ticket)).await {
+            Resolution::Landed => {
+                tracing::info!(reservation_id = %r.id, error = %e, "the hold's write landed although its answer was lost");
+                Ok(())
+            }
+            Resolution::NotLanded(_) => {
+                self.release(r, ReleaseReason::Cancelled).await.ok();
+                Err(unknown_outcome(&e))
+            }
+            Resolution::Unknown(read) => {
+                tracing::warn!(reservation_id = %r.id, error = %e, %read, "the hold's write may have landed; keeping its seats held");
+                Err(unknown_outcome(&e))
+            }
+        }
+    }
+
+    /// Give back a hold no reservation records (best effort: holds run out on their own).
+    async fn release_unrecorded(&self, hold: &HoldRequest) {
+        let release = ReleaseRequest {
+            reservation_id: hold.reservation_id.clone(),
+            event_id: hold.event_id.clone(),
+            seat_ids: hold.seat_ids.clone(),
+            qty: hold.qty,
+            reason: ReleaseReason::Cancelled,
+            idempotency_key: hold.idempotency_key.clone(),
+        };
+        if let Err(e) = self.inventory.release(release).await {
+            tracing::warn!(reservation_id = %hold.reservation_id, error = %e, "could not give back a hold that may exist; it runs out on its own");
+        }
+    }
+
     fn written(&self, status: ReservationStatus) {
         metrics::counter!("reservation_status_total", "status" => status.as_str()).increment(1);
         self.outbox_wake.notify_one();
+    }
+}
+
+/// The order a sale of `r` with payment `intent` writes.
+fn order_for(r: &Reservation, intent: &str, now: DateTime<Utc>) -> Order {
+    Order {
+        id: ids::new_order_id(),
+        reservation_id: r.id.clone(),
+        user_id: r.user_id.clone(),
+        event_id: r.event_id.clone(),
+        seat_ids: r.seat_ids.clone(),
+        total_amount: r.total_price,
+        currency: r.currency.clone(),
+        status: "CONFIRMED".into(),
+        payment_intent_id: intent.to_owned(),
+        created_at: now,
     }
 }
 

@@ -34,6 +34,14 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// A failure after which the write may still have happened (its answer was lost, it timed
+    /// out, or the server failed mid-way): only a read can tell.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, Self::Timeout | Self::Unavailable(_))
+    }
+}
+
 /// A conditional move of a HOLD to its next state, with what must be written alongside.
 #[derive(Clone, Debug)]
 pub struct Transition<'a> {

@@ -455,3 +455,59 @@ async fn a_confirm_that_sold_the_seats_but_died_before_its_write_is_finished_by_
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_sold_hold_whose_confirm_never_wrote_is_reconciled_by_the_sweeper() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let f = fail.clone();
+    let app = spawn_app_with(move |o| {
+        o.config.hold_ttl_secs = 2;
+        o.customize = Some(Box::new(move |d| {
+            d.store = Arc::new(FlakyStore {
+                inner: d.store.clone(),
+                fail_writes: f,
+            });
+        }))
+    })
+    .await;
+    let held = app.hold("u1", BIG_EVENT, 2).await;
+    let id = held["reservation_id"].as_str().unwrap();
+    // The inventory sells the seats, then the store write fails; the client never comes back.
+    fail.store(true, Ordering::SeqCst);
+    assert_error(
+        app.confirm("u1", id, "c1", "pay_sold").await,
+        504,
+        "UPSTREAM_TIMEOUT",
+    )
+    .await;
+    fail.store(false, Ordering::SeqCst);
+
+    // Once the hold is due, the sweeper finds its seats sold and finishes the sale.
+    let started = std::time::Instant::now();
+    let got = loop {
+        let got: Value = app.get("u1", id).await.json().await.unwrap();
+        // A due HOLD reads as EXPIRED until the sweeper writes what it became.
+        if got["status"] == "CONFIRMED" || started.elapsed() > std::time::Duration::from_secs(5) {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(got["status"], "CONFIRMED", "{got}");
+    let order_id = got["order_id"].as_str().expect("an order id");
+    let order = app
+        .store
+        .get_order(order_id)
+        .await
+        .unwrap()
+        .expect("the order");
+    assert_eq!(order.reservation_id, id);
+    assert_eq!(order.payment_intent_id, "pay_sold");
+    assert_eq!(order.total_amount, held["total_price"].as_i64().unwrap());
+    // More sweeps change nothing: one confirmation, one event.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = app.events(id).await;
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["reservation.hold.created", "reservation.confirmed"]);
+    assert_eq!(events[1].detail["order_id"], order_id);
+    assert_eq!(events[1].detail["payment_intent_id"], "pay_sold");
+}

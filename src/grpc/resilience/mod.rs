@@ -139,6 +139,15 @@ impl CallError {
 /// The stack as one cloneable service; clone it per call (cheap: `Arc`s).
 pub type Stack<R, S> = BoxCloneSyncService<Call<R>, S, CallError>;
 
+/// A status the transport or a failing peer produces (a reset stream, a crash mid-call): the call
+/// may or may not have happened, and the caller answers 503 rather than blaming itself.
+pub fn is_peer_failure(c: Code) -> bool {
+    matches!(
+        c,
+        Code::Unknown | Code::Internal | Code::Aborted | Code::DataLoss | Code::Cancelled
+    )
+}
+
 pub fn code_name(c: Code) -> &'static str {
     match c {
         Code::Ok => "OK",

@@ -199,6 +199,9 @@ pub struct HoldItem {
     pub until: DateTime<Utc>,
     pub state: StoredState,
     pub committed_at: Option<DateTime<Utc>>,
+    /// The payment intent of the commit, repeated to later commits (the sweeper's reconciliation
+    /// of a sale whose confirm never wrote needs it).
+    pub payment_intent_id: Option<String>,
     /// The first release's answer (`RELEASED` or `ALREADY_RELEASED`) and time.
     pub release: Option<(String, DateTime<Utc>)>,
 }
@@ -225,6 +228,10 @@ impl HoldItem {
             until: from_micros(get_n(item, "until")?),
             state: StoredState::parse(&get_s(item, "state")?).ok_or_else(|| corrupt("state"))?,
             committed_at: opt_n(item, "committed_at").map(from_micros),
+            payment_intent_id: item
+                .get("payment_intent_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned(),
             release,
         })
     }

@@ -123,7 +123,10 @@ impl DynamoSeats {
                 StoredState::Committed => {
                     let at = h.committed_at.unwrap_or(now);
                     return Ok((
-                        CommitOutcome::Committed { committed_at: at },
+                        CommitOutcome::Committed {
+                            committed_at: at,
+                            payment_intent_id: h.payment_intent_id.clone().unwrap_or_default(),
+                        },
                         meta.seats_of(&h.seats),
                     ));
                 }
@@ -137,11 +140,12 @@ impl DynamoSeats {
             let mut items = vec![self.hold_update(
                 event,
                 &req.reservation_id,
-                "SET #st = :committed, committed_at = :at",
+                "SET #st = :committed, committed_at = :at, payment_intent_id = :pi",
                 now,
                 vec![
                     (":committed", s(StoredState::Committed.as_str())),
                     (":at", n(micros(now))),
+                    (":pi", s(&req.payment_intent_id)),
                 ],
             )?];
             items.extend(self.row_updates(event, &meta, &seats, &req.reservation_id, true)?);
@@ -149,7 +153,10 @@ impl DynamoSeats {
                 self.views
                     .mark(event, &seats, Some((&req.reservation_id, SOLD)));
                 return Ok((
-                    CommitOutcome::Committed { committed_at: now },
+                    CommitOutcome::Committed {
+                        committed_at: now,
+                        payment_intent_id: req.payment_intent_id.clone(),
+                    },
                     meta.seats_of(&h.seats),
                 ));
             }

@@ -101,9 +101,24 @@ fn service_err(code: Option<&str>, message: Option<&str>) -> StoreError {
         | "RequestLimitExceeded"
         | "InternalServerError"
         | "InternalFailure"
-        | "ServiceUnavailable" => StoreError::Unavailable(msg),
+        | "ServiceUnavailable"
+        // Another attempt with the same ClientRequestToken is still running: its outcome is not
+        // known yet, so this is an ambiguous failure, settled by reading.
+        | "TransactionInProgressException"
+        // The token was used with other items: a retried operation that changed, never a bug of
+        // the caller's request; treated like a lost answer.
+        | "IdempotentParameterMismatchException" => StoreError::Unavailable(msg),
         _ => StoreError::Internal(msg),
     }
+}
+
+/// The ClientRequestToken (at most 36 characters) of the write that moves reservation `id` to
+/// `version` with event `event_id`. Every logical write has its own event, so a retry of the same
+/// write repeats the token and nothing else does.
+fn request_token(id: &str, version: u64, event_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{id}/{version}/{event_id}"));
+    hex::encode(&digest[..16])
 }
 
 fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
@@ -116,17 +131,22 @@ impl DynamoStore {
     }
 
     /// One transaction; `kinds[i]` says what a condition failure of item `i` means. A transaction
-    /// conflict with another in-flight transaction is retried briefly.
+    /// conflict with another in-flight transaction is retried briefly. `token` names the logical
+    /// write (DynamoDB's ClientRequestToken), so that DynamoDB itself answers a retry of a
+    /// transaction that already landed with success for 10 minutes instead of failing its
+    /// conditions. Not relied upon: the service also settles such failures by reading.
     async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
         kinds: &[ConflictKind],
+        token: String,
     ) -> Result<(), StoreError> {
         for attempt in 0..4 {
             let out = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(&token)
                 .send()
                 .await;
             let err = match out {
@@ -244,19 +264,31 @@ impl Store for DynamoStore {
         lease: Duration,
         ttl: Duration,
     ) -> Result<Begin, StoreError> {
+        // One token for every attempt: a put whose answer was lost (and whose SDK retry then failed
+        // its condition) is recognised as ours by the read that follows.
+        let token = uuid::Uuid::new_v4().to_string();
+        let started = || {
+            Begin::Started(IdempotencyTicket {
+                scoped_key: scoped_key.to_owned(),
+                token: token.clone(),
+                expires_at: now + ttl,
+            })
+        };
         for _ in 0..3 {
-            if let Some(found) = self
-                .read_record(scoped_key)
-                .await?
-                .and_then(|r| r.judge(request_hash, now))
-            {
+            let found = self.read_record(scoped_key).await?;
+            if let Some(r) = &found {
+                if r.status == RecordStatus::InProgress && r.token == token {
+                    return Ok(started());
+                }
+            }
+            if let Some(found) = found.and_then(|r| r.judge(request_hash, now)) {
                 return Ok(found);
             }
             let record = IdempotencyRecord {
                 scoped_key: scoped_key.to_owned(),
                 request_hash: request_hash.to_owned(),
                 status: RecordStatus::InProgress,
-                token: uuid::Uuid::new_v4().to_string(),
+                token: token.clone(),
                 response: None,
                 expires_at: now + lease,
             };
@@ -270,13 +302,7 @@ impl Store for DynamoStore {
                 .send()
                 .await;
             match put {
-                Ok(_) => {
-                    return Ok(Begin::Started(IdempotencyTicket {
-                        scoped_key: scoped_key.to_owned(),
-                        token: record.token,
-                        expires_at: now + ttl,
-                    }))
-                }
+                Ok(_) => return Ok(started()),
                 // Someone else started it first: read again and judge what they wrote.
                 Err(e) if is_condition_failure(&e) => continue,
                 Err(e) => return Err(sdk_err(e)),
@@ -348,7 +374,8 @@ impl Store for DynamoStore {
             items.push(c);
             kinds.push(ConflictKind::IdempotencyLost);
         }
-        self.transact(items, &kinds).await
+        self.transact(items, &kinds, request_token(&r.id, r.version, &event.id))
+            .await
     }
 
     async fn transition(&self, tr: Transition<'_>) -> Result<(), StoreError> {
@@ -379,7 +406,8 @@ impl Store for DynamoStore {
             items.push(c);
             kinds.push(ConflictKind::IdempotencyLost);
         }
-        self.transact(items, &kinds).await
+        let token = request_token(&tr.next.id, tr.next.version, &tr.event.id);
+        self.transact(items, &kinds, token).await
     }
 
     async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {

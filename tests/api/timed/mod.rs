@@ -3,5 +3,6 @@
 //! the rest, so that the other tests' load does not blur what they measure.
 
 mod events;
+mod faults;
 mod outbox_drain;
 mod resilience;
