@@ -121,6 +121,25 @@ fn request_token(id: &str, version: u64, event_id: &str) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Each item's cancellation reason code when DynamoDB cancelled a transaction; any other failure
+/// mapped as [`sdk_err`] does.
+fn cancellation_reasons<R: std::fmt::Debug>(
+    err: SdkError<TransactWriteItemsError, R>,
+) -> Result<Vec<Option<String>>, StoreError> {
+    let service = match err {
+        SdkError::ServiceError(se) => se.into_err(),
+        other => return Err(sdk_err(other)),
+    };
+    match &service {
+        TransactWriteItemsError::TransactionCanceledException(tc) => Ok(tc
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().map(str::to_owned))
+            .collect()),
+        _ => Err(service_err(service.code(), service.message())),
+    }
+}
+
 fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
 }
@@ -153,17 +172,10 @@ impl DynamoStore {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
-            let service = match err {
-                SdkError::ServiceError(se) => se.into_err(),
-                other => return Err(sdk_err(other)),
-            };
-            let TransactWriteItemsError::TransactionCanceledException(tc) = &service else {
-                return Err(service_err(service.code(), service.message()));
-            };
-            let reasons = tc.cancellation_reasons();
+            let reasons = cancellation_reasons(err)?;
             if let Some(i) = reasons
                 .iter()
-                .position(|r| r.code() == Some("ConditionalCheckFailed"))
+                .position(|r| r.as_deref() == Some("ConditionalCheckFailed"))
             {
                 return Err(StoreError::Conflict(
                     kinds
@@ -174,15 +186,14 @@ impl DynamoStore {
             }
             if reasons
                 .iter()
-                .any(|r| r.code() == Some("TransactionConflict"))
+                .any(|r| r.as_deref() == Some("TransactionConflict"))
                 && attempt < 3
             {
                 tokio::time::sleep(StdDuration::from_millis(10 << attempt)).await;
                 continue;
             }
             return Err(StoreError::Unavailable(format!(
-                "transaction cancelled: {:?}",
-                tc.message()
+                "transaction cancelled: {reasons:?}"
             )));
         }
         Err(StoreError::Unavailable(

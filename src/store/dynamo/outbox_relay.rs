@@ -14,15 +14,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::item::{n, s, t, Item};
 use super::outbox::{self, key, PENDING_BY_DUE};
-use super::{sdk_err, service_err, SHARDS};
+use super::{cancellation_reasons, sdk_err, SHARDS};
 use crate::domain::{OutboxEvent, OutboxStatus};
 use crate::store::{Settlement, StoreError};
 
@@ -338,25 +336,17 @@ async fn transact_each(
             }
             Err(e) => e,
         };
-        let service = match err {
-            SdkError::ServiceError(se) => se.into_err(),
-            other => return Err(sdk_err(other)),
-        };
-        let TransactWriteItemsError::TransactionCanceledException(tc) = &service else {
-            return Err(service_err(service.code(), service.message()));
-        };
-        let reasons = tc.cancellation_reasons();
+        let reasons = cancellation_reasons(err)?;
         if reasons.len() != live.len() {
             return Err(StoreError::Unavailable(format!(
-                "transaction cancelled without per-item reasons: {:?}",
-                tc.message()
+                "transaction cancelled without per-item reasons: {reasons:?}"
             )));
         }
         let mut conflicted = false;
         live = live
             .into_iter()
             .zip(reasons)
-            .filter(|(_, r)| match r.code() {
+            .filter(|(_, r)| match r.as_deref() {
                 Some("ConditionalCheckFailed") => false,
                 Some("TransactionConflict") => {
                     conflicted = true;
