@@ -89,12 +89,7 @@ async fn seed(catalog: &std::path::Path) -> Result<(), String> {
     let config = Config::from_env()?;
     let catalog = Catalog::load(Some(catalog))?;
     let d = &config.dynamodb;
-    let client = dynamo::client(
-        d.endpoint.as_deref(),
-        &config.aws_region,
-        std::time::Duration::from_millis(d.timeout_ms),
-    )
-    .await;
+    let client = reservation_api::startup::dynamodb_client(&config).await;
     let r = seed::seed(&client, &d.tables.seats, &catalog).await?;
     println!(
         "seeded\t{}\tevents={} rows={} seats={}",
@@ -148,12 +143,7 @@ fn token(sub: &str, ttl: i64) -> Result<(), String> {
 async fn create_tables() -> Result<(), String> {
     let config = Config::from_env()?;
     let d = &config.dynamodb;
-    let client = dynamo::client(
-        d.endpoint.as_deref(),
-        &config.aws_region,
-        std::time::Duration::from_millis(d.timeout_ms),
-    )
-    .await;
+    let client = reservation_api::startup::dynamodb_client(&config).await;
     let created = dynamo::tables::create_missing(&client, &d.tables).await?;
     for t in [
         &d.tables.reservations,

@@ -164,18 +164,24 @@ pub fn build_authenticator(config: &Config) -> Result<Authenticator, String> {
     Ok(Authenticator::new(dev, oidc))
 }
 
+/// The DynamoDB client of the configuration (endpoint, region, deadline), built once per use.
+pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
+    let d = &config.dynamodb;
+    dynamo::client(
+        d.endpoint.as_deref(),
+        &config.aws_region,
+        std::time::Duration::from_millis(d.timeout_ms),
+    )
+    .await
+}
+
 /// The configured store; in local/dev with `DYNAMODB_AUTO_CREATE`, missing tables are created first.
 pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     match config.store {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
-            let client = dynamo::client(
-                d.endpoint.as_deref(),
-                &config.aws_region,
-                std::time::Duration::from_millis(d.timeout_ms),
-            )
-            .await;
+            let client = dynamodb_client(config).await;
             // `Config::validate` refuses auto-creation in prod.
             if d.auto_create {
                 let created = dynamo::tables::create_missing(&client, &d.tables).await?;
@@ -199,12 +205,7 @@ pub async fn build_seat_engine(
         StoreKind::Memory => Ok(Arc::new(SeatInventory::new(catalog))),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
-            let client = dynamo::client(
-                d.endpoint.as_deref(),
-                &config.aws_region,
-                std::time::Duration::from_millis(d.timeout_ms),
-            )
-            .await;
+            let client = dynamodb_client(config).await;
             if d.auto_create {
                 dynamo::tables::create_missing(&client, &d.tables).await?;
                 let r = seed::seed(&client, &d.tables.seats, catalog).await?;
