@@ -23,8 +23,8 @@ use crate::domain::{
 };
 use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse};
 use crate::inventory::{
-    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, ReleaseOutcome,
-    ReleaseReason, ReleaseRequest,
+    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError,
+    ReleaseOutcome, ReleaseReason, ReleaseRequest,
 };
 use crate::payment::{self, PaymentQuery, Payments};
 use crate::store::{ConflictKind, Store, StoreError, Transition};
@@ -175,9 +175,15 @@ impl ReservationService {
         let outcome = match self.inventory.reserve(hold.clone()).await {
             Ok(o) => o,
             Err(e) => {
-                // The hold may have been made. No reservation can name this id yet, so giving it
-                // back is safe; if that fails too, the inventory frees it at `hold_expires_at`.
-                self.release_unrecorded(&hold).await;
+                // After a timeout the hold may have been made. No reservation will ever name
+                // this id (a retry makes a new one), so giving it back is safe at any time: in
+                // the background, so that the answer keeps its deadline. Other failures (refused,
+                // unreachable, circuit open) are not given back, which would only add calls to a
+                // failing peer: whatever hold exists then, like one whose give-back fails, the
+                // inventory frees at `hold_expires_at`.
+                if matches!(e, InventoryError::Timeout) {
+                    self.release_unrecorded(hold);
+                }
                 return Err(e.into());
             }
         };
@@ -566,19 +572,23 @@ impl ReservationService {
         }
     }
 
-    /// Give back a hold no reservation records (best effort: holds run out on their own).
-    async fn release_unrecorded(&self, hold: &HoldRequest) {
-        let release = ReleaseRequest {
-            reservation_id: hold.reservation_id.clone(),
-            event_id: hold.event_id.clone(),
-            seat_ids: hold.seat_ids.clone(),
-            qty: hold.qty,
-            reason: ReleaseReason::Cancelled,
-            idempotency_key: hold.idempotency_key.clone(),
-        };
-        if let Err(e) = self.inventory.release(release).await {
-            tracing::warn!(reservation_id = %hold.reservation_id, error = %e, "could not give back a hold that may exist; it runs out on its own");
-        }
+    /// Give back, in the background, a hold no reservation records (best effort: holds run out
+    /// on their own).
+    fn release_unrecorded(&self, hold: HoldRequest) {
+        let inventory = self.inventory.clone();
+        tokio::spawn(async move {
+            let release = ReleaseRequest {
+                reservation_id: hold.reservation_id.clone(),
+                event_id: hold.event_id,
+                seat_ids: hold.seat_ids,
+                qty: hold.qty,
+                reason: ReleaseReason::Cancelled,
+                idempotency_key: hold.idempotency_key,
+            };
+            if let Err(e) = inventory.release(release).await {
+                tracing::warn!(reservation_id = %hold.reservation_id, error = %e, "could not give back a hold that may exist; it runs out on its own");
+            }
+        });
     }
 
     fn written(&self, status: ReservationStatus) {

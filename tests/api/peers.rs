@@ -87,6 +87,8 @@ pub struct ScriptedInventory {
     mode: Arc<Mutex<Mode>>,
     /// Calls that reached this server.
     pub calls: Arc<AtomicUsize>,
+    /// `ReserveSeat` calls alone (a failed create also gives its hold back with `ReleaseHold`).
+    pub reserves: Arc<AtomicUsize>,
     /// Calls being handled now.
     pub in_flight: Arc<AtomicUsize>,
     /// The `traceparent` of every call that had one.
@@ -107,6 +109,7 @@ impl ScriptedInventory {
             inner: InventoryGrpc::from_catalog(Catalog::bundled()),
             mode: Arc::new(Mutex::new(mode)),
             calls: Arc::new(AtomicUsize::new(0)),
+            reserves: Arc::new(AtomicUsize::new(0)),
             in_flight: Arc::new(AtomicUsize::new(0)),
             traceparents: Arc::new(Mutex::new(vec![])),
         }
@@ -165,6 +168,7 @@ impl InventoryService for ScriptedInventory {
         &self,
         request: Request<ReserveSeatRequest>,
     ) -> Result<Response<ReserveSeatResponse>, Status> {
+        self.reserves.fetch_add(1, Ordering::SeqCst);
         let _g = self.enter(&request).await?;
         self.inner.reserve_seat(request).await
     }

@@ -94,7 +94,7 @@ async fn without_retries_a_transient_unavailable_is_a_503() {
     .await;
     let (r, _) = timed_create(&app, "u1").await;
     assert_error(r, 503, "UPSTREAM_UNAVAILABLE").await;
-    assert_eq!(inventory.calls(), 1);
+    assert_eq!(inventory.reserves.load(Ordering::SeqCst), 1, "retried");
 }
 
 /// Serve the bundled inventory on `listener`, counting the connections it accepts.
