@@ -338,9 +338,12 @@ impl ReservationService {
                     Resolution::Landed => {
                         tracing::info!(reservation_id = %id, error = %e, "the confirm's write landed although its answer was lost");
                         self.written(ReservationStatus::Confirmed);
+                        // Not `recorded`: the write that landed may be another request's with
+                        // the same look, and then our key is still IN_PROGRESS. Storing the
+                        // answer settles it; if our own write stored it, that is a no-op.
                         Ok(Reply {
                             response,
-                            recorded: true,
+                            recorded: false,
                         })
                     }
                     Resolution::NotLanded(Some(moved)) if moved.version != r.version => {
@@ -440,9 +443,12 @@ impl ReservationService {
                     Resolution::Landed => {
                         tracing::info!(reservation_id = %id, error = %e, "the cancel's write landed although its answer was lost");
                         self.written(ReservationStatus::Cancelled);
+                        // Not `recorded`: two cancels in the same millisecond write the same
+                        // look, so the write that landed may be the other one's, and then our
+                        // key is still IN_PROGRESS. Storing the answer settles it either way.
                         return Ok(Reply {
                             response,
-                            recorded: true,
+                            recorded: false,
                         });
                     }
                     Resolution::NotLanded(Some(found)) if found.version != r.version => *found,
