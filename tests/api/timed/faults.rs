@@ -294,6 +294,13 @@ async fn a_seeded_fault_injection_run_leaves_a_consistent_store_and_inventory() 
     let store_proxy = FaultProxy::http1(&authority(&ep)).await;
     let (inventory, inventory_proxy) = inventory_behind_proxy().await;
     let tables = TableNames::prefixed(&format!("t{}-", uuid::Uuid::new_v4().simple()));
+    // The tables come first, straight from moto with a patient client: the app's 800 ms deadline
+    // is for the faults below, and a moto slowed by the rest of the machine must not fail setup.
+    let sdk =
+        reservation_api::aws::sdk_config(Some(&ep), "us-east-1", Duration::from_secs(60)).await;
+    dynamo::tables::create_missing(&aws_sdk_dynamodb::Client::new(&sdk), &tables)
+        .await
+        .expect("tables");
     let app = {
         let t = tables.clone();
         let url = store_proxy.url();
@@ -303,7 +310,7 @@ async fn a_seeded_fault_injection_run_leaves_a_consistent_store_and_inventory() 
             o.config.dynamodb.endpoint = Some(url);
             o.config.aws_region = "us-east-1".into();
             o.config.dynamodb.tables = t;
-            o.config.dynamodb.auto_create = true;
+            o.config.dynamodb.auto_create = false;
             o.config.dynamodb.timeout_ms = 800;
             o.config.inventory_grpc_address = Some(inv);
             o.config.inventory_client.timeout_ms = 600;
