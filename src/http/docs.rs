@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actuator, reservations};
+use super::{actuator, my_reservations, reservations};
 use crate::service::views;
 
 #[derive(OpenApi)]
@@ -21,6 +21,7 @@ use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `eve
     ),
     paths(
         reservations::create,
+        my_reservations::list,
         reservations::get_one,
         reservations::confirm,
         reservations::cancel,
@@ -35,6 +36,7 @@ use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `eve
     components(schemas(
         views::HoldCreated,
         views::ReservationView,
+        views::ReservationPage,
         views::Confirmed,
         views::Cancelled,
         reservations::ErrorEnvelope,

@@ -5,6 +5,7 @@ pub mod context;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod my_reservations;
 pub mod rate_limit;
 pub mod reservations;
 
@@ -51,7 +52,10 @@ async fn method_not_allowed() -> impl IntoResponse {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/reservations", post(reservations::create))
+        .route(
+            "/v1/reservations",
+            post(reservations::create).get(my_reservations::list),
+        )
         .route("/v1/reservations/{id}", get(reservations::get_one))
         .route("/v1/reservations/{id}/confirm", post(reservations::confirm))
         .route("/v1/reservations/{id}/cancel", post(reservations::cancel))

@@ -7,6 +7,7 @@
 mod ambiguity;
 pub mod error;
 pub mod expiry;
+pub mod listing;
 mod reconcile;
 pub mod views;
 

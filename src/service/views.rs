@@ -110,3 +110,14 @@ impl Cancelled {
         }
     }
 }
+
+/// 200 answer to `GET /v1/reservations`: the caller's reservations, newest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReservationPage {
+    /// Each as `GET /v1/reservations/{id}` shows it.
+    pub items: Vec<ReservationView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page. Opaque, and good only for
+    /// the caller it was given to.
+    #[schema(example = "djF8MTc2NDE3MDQwMDAwMHxyc3ZfMDE5MmYxYzNhNGI1N2M2ZDhlOWYwYTFiMmMzZDRlNWY")]
+    pub next_cursor: Option<String>,
+}

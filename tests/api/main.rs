@@ -14,6 +14,7 @@ mod grpc;
 mod idempotency;
 mod identity;
 mod lifecycle;
+mod listing;
 mod metrics;
 mod openapi;
 mod payment;
