@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actuator, my_reservations, reservations};
+use super::{actuator, my_reservations, reservations, seats};
 use crate::service::views;
 
 #[derive(OpenApi)]
@@ -25,6 +25,7 @@ use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `eve
         reservations::get_one,
         reservations::confirm,
         reservations::cancel,
+        seats::seat_map,
         actuator::health,
         actuator::liveness,
         actuator::readiness,
@@ -39,13 +40,17 @@ use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `eve
         views::ReservationPage,
         views::Confirmed,
         views::Cancelled,
+        views::SeatMapView,
+        views::SectionView,
+        views::SeatView,
+        crate::inventory::SeatMapStatus,
         reservations::ErrorEnvelope,
         reservations::ErrorBody,
         reservations::CreateReservationBody,
         reservations::ConfirmReservationBody,
     )),
     modifiers(&BearerAuth),
-    tags((name = "reservations"), (name = "operations"))
+    tags((name = "reservations"), (name = "events"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -78,6 +83,7 @@ pub fn error_example(code: &str) -> serde_json::Value {
         "INVENTORY_CONFLICT" => "seats A-1, A-2 are not available",
         "VALIDATION_ERROR" => "the request is invalid",
         "RESERVATION_NOT_FOUND" => "reservation not found",
+        "EVENT_NOT_FOUND" => "event not found",
         "INVALID_STATE" => "a CONFIRMED reservation cannot be cancelled",
         "UPSTREAM_TIMEOUT" => "inventory did not answer in time",
         "UPSTREAM_UNAVAILABLE" => "inventory is unavailable",

@@ -198,6 +198,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Validation(m, details) => Self::validation(m, details),
             ServiceError::Forbidden(_) => Self::new(S::FORBIDDEN, "FORBIDDEN", msg),
             ServiceError::NotFound => Self::new(S::NOT_FOUND, "RESERVATION_NOT_FOUND", msg),
+            ServiceError::EventNotFound => Self::new(S::NOT_FOUND, "EVENT_NOT_FOUND", msg),
             ServiceError::Expired => Self::new(S::CONFLICT, "RESERVATION_EXPIRED", msg),
             ServiceError::InvalidState(_) => Self::new(S::CONFLICT, "INVALID_STATE", msg),
             ServiceError::InventoryConflict(_) => Self::new(S::CONFLICT, "INVENTORY_CONFLICT", msg),

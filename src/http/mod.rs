@@ -8,6 +8,7 @@ pub mod extract;
 pub mod my_reservations;
 pub mod rate_limit;
 pub mod reservations;
+pub mod seats;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reservations/{id}", get(reservations::get_one))
         .route("/v1/reservations/{id}/confirm", post(reservations::confirm))
         .route("/v1/reservations/{id}/cancel", post(reservations::cancel))
+        .route("/v1/events/{event_id}/seats", get(seats::seat_map))
         .route("/actuator/health", get(actuator::health))
         .route("/actuator/health/liveness", get(actuator::liveness))
         .route("/actuator/health/readiness", get(actuator::readiness))

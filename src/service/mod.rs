@@ -9,6 +9,7 @@ pub mod error;
 pub mod expiry;
 pub mod listing;
 mod reconcile;
+mod seat_map;
 pub mod views;
 
 use std::sync::Arc;
