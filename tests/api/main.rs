@@ -13,6 +13,7 @@ mod expiry;
 mod grpc;
 mod idempotency;
 mod identity;
+mod languages;
 mod lifecycle;
 mod listing;
 mod metrics;
