@@ -119,7 +119,10 @@ pub struct ReservationPage {
     pub items: Vec<ReservationView>,
     /// Pass as `cursor` to get the next page; `null` on the last page. Opaque, and good only for
     /// the caller it was given to.
-    #[schema(example = "djF8MTc2NDE3MDQwMDAwMHxyc3ZfMDE5MmYxYzNhNGI1N2M2ZDhlOWYwYTFiMmMzZDRlNWY")]
+    #[schema(
+        required = true,
+        example = "djF8MTc2NDE3MDQwMDAwMHxyc3ZfMDE5MmYxYzNhNGI1N2M2ZDhlOWYwYTFiMmMzZDRlNWY"
+    )]
     pub next_cursor: Option<String>,
 }
 

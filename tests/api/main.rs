@@ -18,6 +18,7 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod openapi;
+mod openapi_frontend;
 mod payment;
 mod races;
 mod rate_limits;
