@@ -53,7 +53,8 @@ async fn hold_id(app: &TestApp, user: &str) -> String {
 
 #[tokio::test]
 async fn pages_show_my_reservations_newest_first_exactly_once_and_filter_by_status() {
-    let app = spawn_app().await;
+    // 40 holds and 5 transitions: deadlines for a loaded machine (this test is about the pages).
+    let app = spawn_app_with(under_load).await;
     let (me, other) = ("lister-a", "lister-b");
     let mut mine = Vec::new();
     for i in 0..25 {
@@ -135,6 +136,7 @@ async fn pages_show_my_reservations_newest_first_exactly_once_and_filter_by_stat
 #[tokio::test]
 async fn a_hold_past_its_expiry_is_listed_as_expired() {
     let app = spawn_app_with(|o| {
+        under_load(o);
         o.config.hold_ttl_secs = 1;
         // The sweeper must not write EXPIRED first: the listing alone says so.
         o.config.expiry_interval_ms = 3_600_000;
@@ -155,7 +157,7 @@ async fn a_hold_past_its_expiry_is_listed_as_expired() {
 
 #[tokio::test]
 async fn bad_cursors_and_limits_are_validation_errors_naming_the_parameter() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(under_load).await;
     for _ in 0..3 {
         hold_id(&app, "owner").await;
         hold_id(&app, "intruder").await;
