@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod i18n;
 pub mod idempotency;
 pub mod inventory;
 pub mod outbox;

@@ -17,7 +17,7 @@ use reservation_api::inventory::engine::{HoldResult, HoldState, SeatInventory};
 use reservation_api::inventory::seats::SeatEngine;
 use reservation_api::inventory::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, ReleaseOutcome, ReleaseReason,
-    ReleaseRequest,
+    ReleaseRequest, SeatMapStatus,
 };
 use reservation_api::store::dynamo::{self, TableNames};
 
@@ -100,6 +100,20 @@ async fn counts(e: &dyn SeatEngine, now: DateTime<Utc>) -> (u32, u32, u32) {
     c.sections.iter().fold((0, 0, 0), |(a, r, s), c| {
         (a + c.available, r + c.reserved, s + c.sold)
     })
+}
+
+/// The status of each seat of the whole map, by seat id.
+async fn statuses(
+    e: &dyn SeatEngine,
+    now: DateTime<Utc>,
+) -> std::collections::HashMap<String, SeatMapStatus> {
+    let map = e
+        .seat_page(EVENT, 0, 1000, now)
+        .await
+        .unwrap()
+        .expect("the event");
+    assert_eq!(map.next_row, None);
+    map.seats.into_iter().map(|(s, st)| (s.id, st)).collect()
 }
 
 mod cases {
@@ -296,6 +310,64 @@ mod cases {
         assert_eq!(available + reserved, 20);
         assert!(total >= 19, "the hall fills up: {total} held");
     }
+
+    pub async fn the_seat_map_follows_holds_sales_releases_and_expiry(e: Arc<dyn SeatEngine>) {
+        let now = Utc::now();
+        let all = statuses(&*e, now).await;
+        assert_eq!(all.len(), 20);
+        assert!(all.values().all(|s| *s == SeatMapStatus::Available));
+        held(&*e, hold("r1", "u", &["R0-1"], 1, now), now).await;
+        held(&*e, hold("r2", "u", &["R0-2"], 1, now), now).await;
+        held(&*e, hold("r3", "u", &["R1-1"], 1, now), now).await;
+        let map = statuses(&*e, now).await;
+        for id in ["R0-1", "R0-2", "R1-1"] {
+            assert_eq!(map[id], SeatMapStatus::Held, "{id}");
+        }
+        assert_eq!(map["R0-3"], SeatMapStatus::Available);
+        let (c, _) = e.commit(&commit("r1", "u"), now).await.unwrap();
+        assert!(matches!(c, CommitOutcome::Committed { .. }), "{c:?}");
+        let (r, _, _) = e.release(&release("r2"), now).await.unwrap();
+        assert_eq!(r, ReleaseOutcome::Released);
+        let map = statuses(&*e, now).await;
+        assert_eq!(map["R0-1"], SeatMapStatus::Sold);
+        assert_eq!(map["R0-2"], SeatMapStatus::Available);
+        assert_eq!(map["R1-1"], SeatMapStatus::Held);
+        // Past its expiry the hold is free, released or not; the sale stays.
+        let later = now + Duration::seconds(61);
+        let map = statuses(&*e, later).await;
+        assert_eq!(map["R1-1"], SeatMapStatus::Available);
+        assert_eq!(map["R0-1"], SeatMapStatus::Sold);
+        assert!(e
+            .seat_page("evt_nope", 0, 100, now)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    pub async fn the_seat_map_pages_by_whole_rows(e: Arc<dyn SeatEngine>) {
+        let now = Utc::now();
+        let first = e.seat_page(EVENT, 0, 10, now).await.unwrap().unwrap();
+        assert_eq!(first.next_row, Some(1));
+        assert!(first.seats.iter().all(|(s, _)| s.row == "R0"));
+        assert_eq!(first.seats.len(), 10);
+        assert_eq!(first.currency, "KRW");
+        assert_eq!(first.sections.len(), 1);
+        assert_eq!(
+            (first.sections[0].id.as_str(), first.sections[0].price),
+            ("GA", 1000)
+        );
+        let second = e.seat_page(EVENT, 1, 10, now).await.unwrap().unwrap();
+        assert_eq!(second.next_row, None);
+        let ids: Vec<&str> = second.seats.iter().map(|(s, _)| s.id.as_str()).collect();
+        assert_eq!(ids.first(), Some(&"R1-1"));
+        assert_eq!(ids.len(), 10);
+        // A page smaller than a row still holds one whole row.
+        let small = e.seat_page(EVENT, 0, 3, now).await.unwrap().unwrap();
+        assert_eq!((small.seats.len(), small.next_row), (10, Some(1)));
+        // Past the last row: an empty last page.
+        let past = e.seat_page(EVENT, 5, 10, now).await.unwrap().unwrap();
+        assert!(past.seats.is_empty() && past.next_row.is_none());
+    }
 }
 
 macro_rules! conformance {
@@ -330,4 +402,6 @@ conformance!(
     release_never_frees_a_sold_seat_and_repeats_its_answer,
     unknown_events_and_seats_are_invalid,
     concurrent_holds_never_oversell,
+    the_seat_map_follows_holds_sales_releases_and_expiry,
+    the_seat_map_pages_by_whole_rows,
 );

@@ -347,3 +347,85 @@ async fn every_rpc_repeated_with_the_same_reservation_gives_the_same_result() {
     s2.last_updated = None;
     assert_eq!(s1, s2);
 }
+
+impl Server {
+    async fn list_seats(&self, page_size: i32, page_token: &str) -> ListSeatsResponse {
+        self.client
+            .clone()
+            .list_seats(ListSeatsRequest {
+                event_id: EVENT.into(),
+                page_size,
+                page_token: page_token.into(),
+            })
+            .await
+            .expect("ListSeats")
+            .into_inner()
+    }
+}
+
+#[tokio::test]
+async fn list_seats_pages_the_seat_map_by_rows_and_never_names_the_holder() {
+    let s = start(30).await;
+    let r = s
+        .reserve(hold("rsv_map", "u_secret", &["R1-3"], 1, MINUTE))
+        .await;
+    assert!(r.error.is_none(), "{r:?}");
+    let mut seats = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = s.list_seats(10, &token).await;
+        assert!(page.error.is_none(), "{page:?}");
+        assert_eq!(page.currency, "KRW");
+        assert_eq!(page.sections.len(), 1);
+        assert_eq!(page.sections[0].price.as_ref().unwrap().amount, 1000);
+        assert_eq!(page.seats.len(), 10, "one row of ten a page");
+        seats.extend(page.seats);
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!((pages, seats.len()), (3, 30));
+    let held: Vec<&str> = seats
+        .iter()
+        .filter(|x| x.status == SeatStatus::Reserved as i32)
+        .map(|x| x.id.as_str())
+        .collect();
+    assert_eq!(held, ["R1-3"]);
+    assert!(!format!("{seats:?}").contains("u_secret"));
+    // The default page holds the whole small hall.
+    let all = s.list_seats(0, "").await;
+    assert_eq!((all.seats.len(), all.next_page_token.as_str()), (30, ""));
+
+    let bad = s.list_seats(10, "garbage").await;
+    assert_eq!(
+        bad.error.map(|e| e.code),
+        Some(ErrorCode::InvalidArgument as i32)
+    );
+    let unknown = s
+        .client
+        .clone()
+        .list_seats(ListSeatsRequest {
+            event_id: "evt_nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        unknown.error.map(|e| e.code),
+        Some(ErrorCode::NotFound as i32)
+    );
+    let negative = s
+        .client
+        .clone()
+        .list_seats(ListSeatsRequest {
+            event_id: EVENT.into(),
+            page_size: -1,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(negative.unwrap_err().code(), Code::InvalidArgument);
+}

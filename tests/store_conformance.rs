@@ -18,7 +18,9 @@ use reservation_api::idempotency::{
 use reservation_api::service::now_ms;
 use reservation_api::store::dynamo::{self, DynamoStore, TableNames};
 use reservation_api::store::memory::MemoryStore;
-use reservation_api::store::{ConflictKind, Settlement, Store, StoreError, Transition};
+use reservation_api::store::{
+    ConflictKind, Settlement, Store, StoreError, Transition, UserListPosition,
+};
 
 fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
@@ -149,6 +151,8 @@ conformance!(
     claims_keep_per_reservation_order_and_leases_expire,
     settling_records_attempts_and_errors,
     due_holds_are_the_expired_holds_oldest_first,
+    a_users_reservations_page_newest_first_without_gaps_or_repeats,
+    reservations_of_one_millisecond_page_by_id,
 );
 
 mod cases {
@@ -647,6 +651,84 @@ mod cases {
                     .await
                     .unwrap();
             }
+        }
+    }
+
+    /// Every page of `user`'s reservations, `size` at a time, by the last position of each page.
+    async fn all_pages(store: &dyn Store, user: &str, size: usize) -> Vec<Vec<String>> {
+        let mut pages = Vec::new();
+        let mut after: Option<UserListPosition> = None;
+        loop {
+            let page = store
+                .reservations_of_user(user, after.as_ref(), size)
+                .await
+                .unwrap();
+            assert!(page.iter().all(|r| r.user_id == user));
+            after = page.last().map(UserListPosition::of);
+            pages.push(page.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+            if page.len() < size {
+                return pages;
+            }
+        }
+    }
+
+    pub async fn a_users_reservations_page_newest_first_without_gaps_or_repeats(
+        store: Arc<dyn Store>,
+    ) {
+        let user = format!("u_{}", uid());
+        let mut made = Vec::new();
+        for i in 0..12 {
+            let mut r = reservation(Duration::seconds(60));
+            r.user_id = user.clone();
+            r.created_at += Duration::milliseconds(i);
+            create(&*store, &r).await;
+            made.push(r);
+            let mut other = reservation(Duration::seconds(60));
+            other.user_id = format!("other_{}", uid());
+            create(&*store, &other).await;
+        }
+        let newest_first: Vec<String> = made.iter().rev().map(|r| r.id.clone()).collect();
+        let pages = all_pages(&*store, &user, 5).await;
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [5, 5, 2]);
+        assert_eq!(pages.concat(), newest_first);
+        // A page holds the whole reservation, whatever its status.
+        let first = &store.reservations_of_user(&user, None, 1).await.unwrap()[0];
+        assert_eq!(first, made.last().unwrap());
+        // Made after a position was handed out: never after it.
+        let after = UserListPosition::of(&made[6]);
+        let mut newer = reservation(Duration::seconds(60));
+        newer.user_id = user.clone();
+        newer.created_at = made.last().unwrap().created_at + Duration::milliseconds(5);
+        create(&*store, &newer).await;
+        let rest = store
+            .reservations_of_user(&user, Some(&after), 100)
+            .await
+            .unwrap();
+        let rest: Vec<String> = rest.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(rest, newest_first[6..]);
+        assert!(store
+            .reservations_of_user("nobody", None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn reservations_of_one_millisecond_page_by_id(store: Arc<dyn Store>) {
+        let user = format!("u_{}", uid());
+        let at = now_ms();
+        let mut made = Vec::new();
+        for _ in 0..7 {
+            let mut r = reservation(Duration::seconds(60));
+            r.user_id = user.clone();
+            r.created_at = at;
+            create(&*store, &r).await;
+            made.push(r.id);
+        }
+        made.sort();
+        made.reverse();
+        for size in [1, 2, 3, 7] {
+            let pages = all_pages(&*store, &user, size).await;
+            assert_eq!(pages.concat(), made, "pages of {size}");
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct ConfirmInput {
     pub payment_intent_id: String,
 }
 
-fn is_event_id(s: &str) -> bool {
+/// An event id as the contract allows it: 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn is_event_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -5,7 +5,7 @@
 //! reservation. `ReserveSeat` repeated with the same `reservation_id` returns the same hold (the
 //! same seats) instead of taking more; `CommitReservation` repeated returns the first commit's
 //! answer; `ReleaseHold` repeated returns the first release's answer; `CheckAvailability` and
-//! `GetInventoryStatus` only read.
+//! `GetInventoryStatus` and `ListSeats` only read.
 
 use std::time::Duration;
 
@@ -22,8 +22,11 @@ use super::{channel, endpoint_uri};
 use crate::config::GrpcClientSettings;
 use crate::inventory::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError,
-    ReleaseOutcome, ReleaseRequest,
+    ReleaseOutcome, ReleaseRequest, SeatMap, SeatMapStatus, SectionInfo,
 };
+
+/// A hall of 1,000 rows in pages of at least one row: more pages than this is a peer's bug.
+const MAX_SEAT_PAGES: usize = 1000;
 
 #[derive(Clone, Debug)]
 pub enum InventoryRpc {
@@ -32,6 +35,7 @@ pub enum InventoryRpc {
     Commit(CommitReservationRequest),
     Release(ReleaseHoldRequest),
     Status(GetInventoryStatusRequest),
+    ListSeats(ListSeatsRequest),
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +45,7 @@ pub enum InventoryReply {
     Commit(CommitReservationResponse),
     Release(ReleaseHoldResponse),
     Status(Box<GetInventoryStatusResponse>),
+    ListSeats(ListSeatsResponse),
 }
 
 pub struct GrpcInventory {
@@ -89,6 +94,9 @@ impl GrpcInventory {
                                 .await?
                                 .into_inner(),
                         )),
+                        InventoryRpc::ListSeats(m) => InventoryReply::ListSeats(
+                            client.list_seats(call.request(m, left)).await?.into_inner(),
+                        ),
                     })
                 }
             },
@@ -169,6 +177,51 @@ impl GrpcInventory {
             _ => Err(mismatch()),
         }
     }
+}
+
+/// One `ListSeats` page added to `map`; the next page's token, empty after the last. `Ok(None)`:
+/// no such event.
+fn add_seat_page(
+    map: &mut SeatMap,
+    r: ListSeatsResponse,
+) -> Result<Option<String>, InventoryError> {
+    use super::proto::common::v1::SeatStatus;
+    if let Some(e) = &r.error {
+        return match error_code(e) {
+            ErrorCode::NotFound => Ok(None),
+            ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::QuotaExceeded => {
+                Err(InventoryError::Unavailable {
+                    message: e.message.clone(),
+                    retry_after_secs: 1,
+                })
+            }
+            code => Err(InventoryError::Internal(format!(
+                "ListSeats: {} {}",
+                code.as_str_name(),
+                e.message
+            ))),
+        };
+    }
+    map.sections = r
+        .sections
+        .into_iter()
+        .map(|s| SectionInfo {
+            id: s.section_id,
+            name: s.name,
+            price: s.price.map(|p| p.amount).unwrap_or_default(),
+        })
+        .collect();
+    map.seats.extend(r.seats.into_iter().map(|s| {
+        let status = match SeatStatus::try_from(s.status) {
+            Ok(SeatStatus::Available) => SeatMapStatus::Available,
+            Ok(SeatStatus::Reserved) => SeatMapStatus::Held,
+            // SOLD, BLOCKED or a status this build does not know: not for sale.
+            _ => SeatMapStatus::Sold,
+        };
+        (convert::seat_from_wire(s), status)
+    }));
+    map.currency = r.currency;
+    Ok(Some(r.next_page_token))
 }
 
 fn mismatch() -> InventoryError {
@@ -362,6 +415,34 @@ impl Inventory for GrpcInventory {
             InventoryReply::Release(r) => release_outcome(r),
             _ => Err(mismatch()),
         }
+    }
+
+    /// Page by page, each call with its own deadline; a page's statuses are as of its call.
+    async fn seat_map(&self, event_id: &str) -> Result<Option<SeatMap>, InventoryError> {
+        let mut map = SeatMap::default();
+        let mut token = String::new();
+        for _ in 0..MAX_SEAT_PAGES {
+            let rpc = InventoryRpc::ListSeats(ListSeatsRequest {
+                event_id: event_id.to_owned(),
+                page_size: 0,
+                page_token: std::mem::take(&mut token),
+            });
+            let r = match self
+                .call("reservation.v1.InventoryService/ListSeats", rpc)
+                .await?
+            {
+                InventoryReply::ListSeats(r) => r,
+                _ => return Err(mismatch()),
+            };
+            match add_seat_page(&mut map, r)? {
+                None => return Ok(None),
+                Some(next) if next.is_empty() => return Ok(Some(map)),
+                Some(next) => token = next,
+            }
+        }
+        Err(InventoryError::Internal(
+            "ListSeats: more pages than any hall has".into(),
+        ))
     }
 }
 

@@ -25,12 +25,15 @@ use crate::inventory::metrics::{self as inv_metrics, OpTimer};
 use crate::inventory::seats::SeatEngine;
 use crate::inventory::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, InventoryError, ReleaseOutcome,
-    ReleaseReason, ReleaseRequest, Seat,
+    ReleaseReason, ReleaseRequest, Seat, SeatMapStatus,
 };
 use crate::telemetry::trace;
 
 /// At most this many seats are listed in one `CheckAvailability` answer.
 pub const MAX_LISTED_SEATS: usize = 1000;
+/// Seats in a `ListSeats` page when the caller does not say, and the most it may ask for.
+pub const DEFAULT_SEAT_PAGE: usize = 500;
+pub const MAX_SEAT_PAGE: usize = 1000;
 
 #[derive(Clone)]
 pub struct InventoryGrpc {
@@ -422,6 +425,82 @@ impl InventoryGrpc {
     }
 }
 
+impl InventoryGrpc {
+    pub async fn seat_page(
+        &self,
+        r: ListSeatsRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ListSeatsResponse, Status> {
+        let size = match r.page_size {
+            0 => DEFAULT_SEAT_PAGE,
+            n => usize::try_from(n)
+                .map_err(|_| Status::invalid_argument("page_size must not be negative"))?
+                .min(MAX_SEAT_PAGE),
+        };
+        let first_row = match r.page_token.as_str() {
+            "" => Some(0),
+            t => t.strip_prefix("row:").and_then(|n| n.parse::<usize>().ok()),
+        };
+        let Some(first_row) = first_row else {
+            let mut e = error(
+                ErrorCode::InvalidArgument,
+                "not a page_token of this server",
+            );
+            e.details = vec![detail("page_token", "INVALID", &r.page_token)];
+            return Ok(ListSeatsResponse {
+                error: Some(e),
+                ..Default::default()
+            });
+        };
+        let page = self
+            .seats
+            .seat_page(&r.event_id, first_row, size, now)
+            .await
+            .map_err(engine_status)?;
+        let Some(page) = page else {
+            return Ok(ListSeatsResponse {
+                error: Some(error(
+                    ErrorCode::NotFound,
+                    format!("no event {} in the inventory", r.event_id),
+                )),
+                ..Default::default()
+            });
+        };
+        let currency = page.currency;
+        Ok(ListSeatsResponse {
+            seats: page
+                .seats
+                .iter()
+                .map(|(s, st)| {
+                    seat_to_wire(
+                        s,
+                        match st {
+                            SeatMapStatus::Available => SeatStatus::Available,
+                            SeatMapStatus::Held => SeatStatus::Reserved,
+                            SeatMapStatus::Sold => SeatStatus::Sold,
+                        },
+                    )
+                })
+                .collect(),
+            sections: page
+                .sections
+                .into_iter()
+                .map(|s| SeatSection {
+                    section_id: s.id,
+                    name: s.name,
+                    price: Some(convert::money(s.price, &currency)),
+                })
+                .collect(),
+            next_page_token: page
+                .next_row
+                .map(|r| format!("row:{r}"))
+                .unwrap_or_default(),
+            currency,
+            error: None,
+        })
+    }
+}
+
 /// A response with a business `error` field.
 trait WithError {
     fn error_mut(&mut self) -> &mut Option<common::Error>;
@@ -442,7 +521,8 @@ with_error!(
     ReserveSeatResponse,
     CommitReservationResponse,
     ReleaseHoldResponse,
-    GetInventoryStatusResponse
+    GetInventoryStatusResponse,
+    ListSeatsResponse
 );
 
 /// Answer one call, timed as `op`, with the business error's `trace_id` taken from the request's
@@ -499,5 +579,12 @@ impl InventoryService for InventoryGrpc {
         request: Request<GetInventoryStatusRequest>,
     ) -> Result<Response<GetInventoryStatusResponse>, Status> {
         answer("status", request, |r, now| self.status(r, now)).await
+    }
+
+    async fn list_seats(
+        &self,
+        request: Request<ListSeatsRequest>,
+    ) -> Result<Response<ListSeatsResponse>, Status> {
+        answer("list_seats", request, |r, now| self.seat_page(r, now)).await
     }
 }

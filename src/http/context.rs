@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::i18n::Lang;
 use crate::telemetry::trace::{self, RequestContext};
 
 pub async fn request_context(req: Request<Body>, next: Next) -> Response {
@@ -19,7 +20,12 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
-    let ctx = Arc::new(RequestContext::from_traceparent(traceparent));
+    let lang = Lang::negotiate(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let ctx = Arc::new(RequestContext::from_traceparent(traceparent).with_lang(lang));
     let method = req.method().clone();
     let route = req
         .extensions()
@@ -38,6 +44,7 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
             response.headers_mut().insert("traceparent", v);
         }
+        say_language(&mut response, lang);
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         tracing::info!(
@@ -60,6 +67,20 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
     })
     .await;
     response
+}
+
+/// `Content-Language` of the answer, and `Vary: Accept-Language` for caches. Not on a replay: its
+/// body is the first answer's, byte for byte, in the first request's language.
+fn say_language(r: &mut Response, lang: Lang) {
+    let h = r.headers_mut();
+    if h.contains_key("idempotent-replayed") {
+        return;
+    }
+    h.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.tag()),
+    );
+    h.append(header::VARY, HeaderValue::from_static("accept-language"));
 }
 
 /// An error answer that is not JSON (a router 404/405, a panic, a layer's own answer).

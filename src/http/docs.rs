@@ -3,7 +3,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actuator, reservations};
+use super::{actuator, my_reservations, reservations, seats};
+use crate::i18n::{message, Lang};
 use crate::service::views;
 
 #[derive(OpenApi)]
@@ -17,13 +18,17 @@ same key with another body is 409 IDEMPOTENCY_CONFLICT. Requests rejected before
 (401, 400 IDEMPOTENCY_REQUIRED/VALIDATION_ERROR, 403 for a foreign `user_id`, 413, 415) do not \
 use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `event_id` or seat is \
 400 VALIDATION_ERROR naming the field. Unknown routes answer 404 `NOT_FOUND` and wrong methods \
-405 `METHOD_NOT_ALLOWED`, both in the error envelope."
+405 `METHOD_NOT_ALLOWED`, both in the error envelope. `error.message` is in Korean or English as \
+`Accept-Language` asks (default English; the answer carries `Content-Language`); codes never \
+change with the language."
     ),
     paths(
         reservations::create,
+        my_reservations::list,
         reservations::get_one,
         reservations::confirm,
         reservations::cancel,
+        seats::seat_map,
         actuator::health,
         actuator::liveness,
         actuator::readiness,
@@ -35,15 +40,20 @@ use up the key. Holds last `HOLD_TTL_SECONDS` (60 s by default). An unknown `eve
     components(schemas(
         views::HoldCreated,
         views::ReservationView,
+        views::ReservationPage,
         views::Confirmed,
         views::Cancelled,
+        views::SeatMapView,
+        views::SectionView,
+        views::SeatView,
+        crate::inventory::SeatMapStatus,
         reservations::ErrorEnvelope,
         reservations::ErrorBody,
         reservations::CreateReservationBody,
         reservations::ConfirmReservationBody,
     )),
-    modifiers(&BearerAuth),
-    tags((name = "reservations"), (name = "operations"))
+    modifiers(&BearerAuth, &AcceptLanguage),
+    tags((name = "reservations"), (name = "events"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -64,26 +74,45 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The documented example of an error answer with `code`: what "Try it out" shows for that status.
+/// `Accept-Language` on every `/v1` operation: it picks the language of `error.message`.
+struct AcceptLanguage;
+
+impl Modify for AcceptLanguage {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+        let param = ParameterBuilder::new()
+            .name("Accept-Language")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Language of `error.message`: `ko` or `en` (default `en`; quality values \
+                 honoured, e.g. `ko-KR,ko;q=0.9`). The answer says which in `Content-Language`; \
+                 error codes are the same in every language.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .examples(["ko-KR,ko;q=0.9"]),
+            ))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(utoipa::openapi::RefOr::T(param.clone()));
+            }
+        }
+    }
+}
+
+/// The documented example of an error answer with `code`: what "Try it out" shows for that status,
+/// with the English message of the catalogue (`locales/en/errors.ftl`).
 pub fn error_example(code: &str) -> serde_json::Value {
-    let message = match code {
-        "UNAUTHENTICATED" => "missing bearer token",
-        "FORBIDDEN" => "this reservation belongs to another user",
-        "IDEMPOTENCY_REQUIRED" => "Idempotency-Key must be 1-255 visible ASCII characters",
-        "IDEMPOTENCY_CONFLICT" => "this Idempotency-Key was used for a different request",
-        "RESERVATION_EXPIRED" => "the hold has expired",
-        "PAYMENT_NOT_APPROVED" => "payment not approved: the payment intent is FAILED",
-        "INVENTORY_CONFLICT" => "seats A-1, A-2 are not available",
-        "VALIDATION_ERROR" => "the request is invalid",
-        "RESERVATION_NOT_FOUND" => "reservation not found",
-        "INVALID_STATE" => "a CONFIRMED reservation cannot be cancelled",
-        "UPSTREAM_TIMEOUT" => "inventory did not answer in time",
-        "UPSTREAM_UNAVAILABLE" => "inventory is unavailable",
-        "NOT_FOUND" => "no metric named nope",
-        "RATE_LIMITED" => "too many requests; retry after the time in Retry-After",
-        _ => "internal error",
-    };
-    let mut example = error_envelope(code, message);
+    let mut example = error_envelope(code, &message(code, Lang::En));
     if code == "VALIDATION_ERROR" {
         example["error"]["details"] = serde_json::json!({ "qty": "must be between 1 and 10" });
     }
@@ -92,12 +121,18 @@ pub fn error_example(code: &str) -> serde_json::Value {
 
 /// 413: a body over 64 KiB.
 pub fn too_large_example() -> serde_json::Value {
-    error_envelope("VALIDATION_ERROR", "the body is over 64 KiB")
+    error_envelope(
+        "VALIDATION_ERROR",
+        &message("VALIDATION_ERROR-too-large", Lang::En),
+    )
 }
 
 /// 415: a body that is not `application/json`.
 pub fn not_json_example() -> serde_json::Value {
-    error_envelope("VALIDATION_ERROR", "Content-Type must be application/json")
+    error_envelope(
+        "VALIDATION_ERROR",
+        &message("VALIDATION_ERROR-not-json", Lang::En),
+    )
 }
 
 fn error_envelope(code: &str, message: &str) -> serde_json::Value {

@@ -153,10 +153,36 @@ impl ApiError {
         }
     }
 
+    /// The catalogue message of this answer: its code's, or a more precise variant of it.
+    fn message_id(&self) -> String {
+        let variant = match (self.code, self.status.as_u16()) {
+            ("VALIDATION_ERROR", 413) => Some("too-large"),
+            ("VALIDATION_ERROR", 415) => Some("not-json"),
+            ("IDEMPOTENCY_CONFLICT", _) if self.retry_after.is_some() => Some("in-flight"),
+            ("UNAUTHENTICATED", _)
+                if self
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n == header::WWW_AUTHENTICATE) =>
+            {
+                Some("invalid-token")
+            }
+            _ => None,
+        };
+        match variant {
+            Some(v) => format!("{}-{v}", self.code),
+            None => self.code.to_owned(),
+        }
+    }
+
+    /// The envelope, its message in the request's language (`Accept-Language`) from the
+    /// catalogues in `locales/`. The specific reason (English, for operators) goes to the log.
     pub fn body(&self) -> String {
+        tracing::info!(target: "http", code = self.code, reason = %self.message, "error answer");
+        let message = crate::i18n::message(&self.message_id(), crate::i18n::current());
         let mut error = json!({
             "code": self.code,
-            "message": self.message,
+            "message": message,
             "trace_id": trace::current_trace_id(),
         });
         if let Some(d) = &self.details {
@@ -198,6 +224,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Validation(m, details) => Self::validation(m, details),
             ServiceError::Forbidden(_) => Self::new(S::FORBIDDEN, "FORBIDDEN", msg),
             ServiceError::NotFound => Self::new(S::NOT_FOUND, "RESERVATION_NOT_FOUND", msg),
+            ServiceError::EventNotFound => Self::new(S::NOT_FOUND, "EVENT_NOT_FOUND", msg),
             ServiceError::Expired => Self::new(S::CONFLICT, "RESERVATION_EXPIRED", msg),
             ServiceError::InvalidState(_) => Self::new(S::CONFLICT, "INVALID_STATE", msg),
             ServiceError::InventoryConflict(_) => Self::new(S::CONFLICT, "INVENTORY_CONFLICT", msg),

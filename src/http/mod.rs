@@ -5,8 +5,10 @@ pub mod context;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod my_reservations;
 pub mod rate_limit;
 pub mod reservations;
+pub mod seats;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -51,10 +53,14 @@ async fn method_not_allowed() -> impl IntoResponse {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/reservations", post(reservations::create))
+        .route(
+            "/v1/reservations",
+            post(reservations::create).get(my_reservations::list),
+        )
         .route("/v1/reservations/{id}", get(reservations::get_one))
         .route("/v1/reservations/{id}/confirm", post(reservations::confirm))
         .route("/v1/reservations/{id}/cancel", post(reservations::cancel))
+        .route("/v1/events/{event_id}/seats", get(seats::seat_map))
         .route("/actuator/health", get(actuator::health))
         .route("/actuator/health/liveness", get(actuator::liveness))
         .route("/actuator/health/readiness", get(actuator::readiness))

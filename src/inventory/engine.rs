@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::catalog::Catalog;
 use super::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, ReleaseOutcome, ReleaseRequest, Seat,
+    SeatMap, SeatMapStatus, SectionInfo,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ struct EventSeats {
     /// Holds by expiry, so that the ones that ran out are freed (and `scan_from` lowered) first.
     expiries: BTreeSet<(DateTime<Utc>, String)>,
     section_names: HashMap<String, String>,
+    /// The catalogue's sections, in order, for the seat map.
+    sections: Vec<SectionInfo>,
 }
 
 /// A counted view of one event, for `GetInventoryStatus` and tests.
@@ -213,6 +216,15 @@ impl SeatInventory {
                         .sections
                         .iter()
                         .map(|s| (s.id.clone(), s.name.clone()))
+                        .collect(),
+                    sections: e
+                        .sections
+                        .iter()
+                        .map(|s| SectionInfo {
+                            id: s.id.clone(),
+                            name: s.name.clone(),
+                            price: s.price,
+                        })
                         .collect(),
                 }),
             );
@@ -464,6 +476,40 @@ impl SeatInventory {
             }
         }
         Some(out)
+    }
+
+    /// One page of the seat map: whole rows from `first_row`, at most `max_seats` seats unless
+    /// the first row alone has more (see [`crate::inventory::seats::SeatEngine::seat_page`]).
+    pub fn seat_page(
+        &self,
+        event_id: &str,
+        first_row: usize,
+        max_seats: usize,
+        now: DateTime<Utc>,
+    ) -> Option<SeatMap> {
+        let ev = self.event(event_id)?;
+        let idx: Vec<usize> = (0..ev.seats.len()).collect();
+        let mut map = SeatMap {
+            currency: ev.currency.clone(),
+            sections: ev.sections.clone(),
+            ..SeatMap::default()
+        };
+        let rows = idx.chunk_by(|&a, &b| ev.row_of[a] == ev.row_of[b]);
+        for (r, row) in rows.enumerate().skip(first_row) {
+            if !map.seats.is_empty() && map.seats.len() + row.len() > max_seats {
+                map.next_row = Some(r);
+                break;
+            }
+            for &i in row {
+                let status = match &ev.seats[i].1 {
+                    SeatState::Sold { .. } => SeatMapStatus::Sold,
+                    _ if ev.is_free(i, now) => SeatMapStatus::Available,
+                    _ => SeatMapStatus::Held,
+                };
+                map.seats.push((ev.seats[i].0.clone(), status));
+            }
+        }
+        Some(map)
     }
 
     /// Seats of one event that are free now (for `CheckAvailability`).

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::engine::SeatInventory;
 use super::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError,
-    ReleaseOutcome, ReleaseRequest,
+    ReleaseOutcome, ReleaseRequest, SeatMap,
 };
 
 pub struct LocalInventory {
@@ -33,5 +33,9 @@ impl Inventory for LocalInventory {
 
     async fn release(&self, req: ReleaseRequest) -> Result<ReleaseOutcome, InventoryError> {
         Ok(self.seats.release(&req, Utc::now()).0)
+    }
+
+    async fn seat_map(&self, event_id: &str) -> Result<Option<SeatMap>, InventoryError> {
+        Ok(self.seats.seat_page(event_id, 0, usize::MAX, Utc::now()))
     }
 }

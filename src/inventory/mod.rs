@@ -25,6 +25,35 @@ pub struct Seat {
     pub currency: String,
 }
 
+/// A seat's status on the seat map; who holds a seat is never said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatMapStatus {
+    Available,
+    /// Held by a hold that has not run out yet (a hold past its expiry is AVAILABLE).
+    Held,
+    Sold,
+}
+
+/// A priced section of an event, in catalogue order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionInfo {
+    pub id: String,
+    pub name: String,
+    /// In the currency's minor unit.
+    pub price: i64,
+}
+
+/// An event's seat map, or one page of it (whole rows, in catalogue order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeatMap {
+    pub currency: String,
+    pub sections: Vec<SectionInfo>,
+    pub seats: Vec<(Seat, SeatMapStatus)>,
+    /// The row index the next page starts at; `None` on the last page.
+    pub next_row: Option<usize>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldRequest {
     pub reservation_id: String,
@@ -144,4 +173,6 @@ pub trait Inventory: Send + Sync + 'static {
     async fn reserve(&self, req: HoldRequest) -> Result<HoldOutcome, InventoryError>;
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome, InventoryError>;
     async fn release(&self, req: ReleaseRequest) -> Result<ReleaseOutcome, InventoryError>;
+    /// The whole seat map of an event, statuses as of now. `None`: no such event.
+    async fn seat_map(&self, event_id: &str) -> Result<Option<SeatMap>, InventoryError>;
 }

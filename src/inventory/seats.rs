@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::engine::{HoldResult, SeatInventory, SectionCounts};
 use super::{
-    CommitOutcome, CommitRequest, HoldRequest, InventoryError, ReleaseOutcome, ReleaseRequest, Seat,
+    CommitOutcome, CommitRequest, HoldRequest, InventoryError, ReleaseOutcome, ReleaseRequest,
+    Seat, SeatMap,
 };
 
 /// `GetInventoryStatus` of one event: its name and currency, and counts per section (best first).
@@ -59,6 +60,16 @@ pub trait SeatEngine: Send + Sync + 'static {
         seat_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<Option<(Vec<Seat>, Vec<String>)>, InventoryError>;
+
+    /// One page of the seat map: whole rows from row index `first_row` (catalogue order), no more
+    /// than `max_seats` seats unless the first row alone has more. `None`: no such event.
+    async fn seat_page(
+        &self,
+        event_id: &str,
+        first_row: usize,
+        max_seats: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SeatMap>, InventoryError>;
 }
 
 #[async_trait]
@@ -113,5 +124,17 @@ impl SeatEngine for SeatInventory {
         now: DateTime<Utc>,
     ) -> Result<Option<(Vec<Seat>, Vec<String>)>, InventoryError> {
         Ok(SeatInventory::available(self, event_id, seat_ids, now))
+    }
+
+    async fn seat_page(
+        &self,
+        event_id: &str,
+        first_row: usize,
+        max_seats: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SeatMap>, InventoryError> {
+        Ok(SeatInventory::seat_page(
+            self, event_id, first_row, max_seats, now,
+        ))
     }
 }

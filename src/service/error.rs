@@ -12,6 +12,8 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("reservation not found")]
     NotFound,
+    #[error("event not found")]
+    EventNotFound,
     #[error("the hold has expired")]
     Expired,
     #[error("{0}")]

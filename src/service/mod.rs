@@ -7,7 +7,9 @@
 mod ambiguity;
 pub mod error;
 pub mod expiry;
+pub mod listing;
 mod reconcile;
+mod seat_map;
 pub mod views;
 
 use std::sync::Arc;

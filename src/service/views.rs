@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::domain::event::rfc3339;
 use crate::domain::{Reservation, ReservationStatus};
+use crate::inventory::{SeatMap, SeatMapStatus};
 
 /// 201 answer to a create.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -107,6 +108,93 @@ impl Cancelled {
         Self {
             status: ReservationStatus::Cancelled,
             reservation_id: reservation_id.into(),
+        }
+    }
+}
+
+/// 200 answer to `GET /v1/reservations`: the caller's reservations, newest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReservationPage {
+    /// Each as `GET /v1/reservations/{id}` shows it.
+    pub items: Vec<ReservationView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page. Opaque, and good only for
+    /// the caller it was given to.
+    #[schema(
+        required = true,
+        example = "djF8MTc2NDE3MDQwMDAwMHxyc3ZfMDE5MmYxYzNhNGI1N2M2ZDhlOWYwYTFiMmMzZDRlNWY"
+    )]
+    pub next_cursor: Option<String>,
+}
+
+/// 200 answer to `GET /v1/events/{event_id}/seats`: every seat of the event by section.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SeatMapView {
+    #[schema(example = "evt_2025_1001")]
+    pub event_id: String,
+    #[schema(example = "KRW")]
+    pub currency: String,
+    /// Best first, as the catalogue orders them.
+    pub sections: Vec<SectionView>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SectionView {
+    #[schema(example = "VIP")]
+    pub id: String,
+    #[schema(example = "VIP")]
+    pub name: String,
+    /// Price of each seat in the currency's minor unit.
+    #[schema(example = 165000)]
+    pub price: i64,
+    pub seats: Vec<SeatView>,
+}
+
+/// A seat and whether it can be held now; who holds it is never shown.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SeatView {
+    #[schema(example = "A-12")]
+    pub id: String,
+    #[schema(example = "A")]
+    pub row: String,
+    #[schema(example = "12")]
+    pub number: String,
+    pub status: SeatMapStatus,
+}
+
+impl SeatMapView {
+    pub fn of(event_id: &str, map: SeatMap) -> Self {
+        let mut sections: Vec<SectionView> = map
+            .sections
+            .into_iter()
+            .map(|s| SectionView {
+                id: s.id,
+                name: s.name,
+                price: s.price,
+                seats: Vec::new(),
+            })
+            .collect();
+        for (seat, status) in map.seats {
+            let view = SeatView {
+                id: seat.id,
+                row: seat.row,
+                number: seat.number,
+                status,
+            };
+            match sections.iter_mut().find(|s| s.id == seat.section) {
+                Some(s) => s.seats.push(view),
+                // A seat of a section the answer did not list: shown under its own id.
+                None => sections.push(SectionView {
+                    id: seat.section.clone(),
+                    name: seat.section,
+                    price: seat.price,
+                    seats: vec![view],
+                }),
+            }
+        }
+        Self {
+            event_id: event_id.to_owned(),
+            currency: map.currency,
+            sections,
         }
     }
 }

@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use super::{ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition};
+use super::{
+    ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition, UserListPosition,
+};
 use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation, ReservationStatus};
 use crate::idempotency::{
     Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
@@ -25,6 +27,8 @@ struct State {
     /// Unsettled event ids; UUIDv7 ids sort by write time.
     unsettled: BTreeSet<String>,
     by_reservation: HashMap<String, Vec<String>>,
+    /// Each user's reservations by (created_at, id), for listing.
+    by_user: HashMap<String, BTreeSet<(DateTime<Utc>, String)>>,
 }
 
 #[derive(Default)]
@@ -203,6 +207,10 @@ impl Store for MemoryStore {
         s.check_completion(completion, Utc::now())?;
         s.reservations.insert(r.id.clone(), r.clone());
         s.holds.insert((r.hold_expires_at, r.id.clone()));
+        s.by_user
+            .entry(r.user_id.clone())
+            .or_default()
+            .insert((r.created_at, r.id.clone()));
         s.add_event(event);
         s.apply_completion(completion);
         Ok(())
@@ -236,6 +244,26 @@ impl Store for MemoryStore {
 
     async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
         Ok(self.lock().orders.get(id).cloned())
+    }
+
+    async fn reservations_of_user(
+        &self,
+        user_id: &str,
+        after: Option<&UserListPosition>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let s = self.lock();
+        let Some(mine) = s.by_user.get(user_id) else {
+            return Ok(Vec::new());
+        };
+        let newest_first: Box<dyn Iterator<Item = &(DateTime<Utc>, String)>> = match after {
+            Some(p) => Box::new(mine.range(..(p.created_at, p.id.clone())).rev()),
+            None => Box::new(mine.iter().rev()),
+        };
+        Ok(newest_first
+            .take(limit)
+            .filter_map(|(_, id)| s.reservations.get(id).cloned())
+            .collect())
     }
 
     async fn due_holds(

@@ -54,6 +54,23 @@ pub struct Transition<'a> {
     pub completion: Option<&'a IdempotencyCompletion>,
 }
 
+/// A place in one user's reservations, newest first: ordered by `created_at`, then by id, both
+/// descending. A page starts strictly after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserListPosition {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl UserListPosition {
+    pub fn of(r: &Reservation) -> Self {
+        Self {
+            created_at: r.created_at,
+            id: r.id.clone(),
+        }
+    }
+}
+
 /// How a relay settles a claimed event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Settlement {
@@ -105,6 +122,16 @@ pub trait Store: Send + Sync + 'static {
     async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError>;
 
     async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError>;
+
+    /// Up to `limit` of `user_id`'s reservations, newest first (see [`UserListPosition`]),
+    /// strictly after `after`. Reservations made later never land between two positions already
+    /// handed out, so paging by the last position has no duplicates or gaps.
+    async fn reservations_of_user(
+        &self,
+        user_id: &str,
+        after: Option<&UserListPosition>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError>;
 
     /// HOLDs whose `hold_expires_at` is at or before `now`, oldest first.
     async fn due_holds(

@@ -11,6 +11,8 @@ pub struct RequestContext {
     pub span_id: String,
     /// Set once the request knows which reservation it is about, for the log lines after that.
     pub reservation_id: OnceLock<String>,
+    /// The language of the request's error messages (`Accept-Language`).
+    pub lang: crate::i18n::Lang,
 }
 
 tokio::task_local! {
@@ -60,7 +62,13 @@ impl RequestContext {
                 .unwrap_or_else(new_trace_id),
             span_id: new_span_id(),
             reservation_id: OnceLock::new(),
+            lang: crate::i18n::Lang::default(),
         }
+    }
+
+    pub fn with_lang(mut self, lang: crate::i18n::Lang) -> Self {
+        self.lang = lang;
+        self
     }
 
     /// The `traceparent` to pass on to the next hop.

@@ -186,6 +186,14 @@ impl Store for FlakyStore {
     async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
         self.inner.get_order(id).await
     }
+    async fn reservations_of_user(
+        &self,
+        user_id: &str,
+        after: Option<&reservation_api::store::UserListPosition>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        self.inner.reservations_of_user(user_id, after, limit).await
+    }
     async fn due_holds(
         &self,
         now: DateTime<Utc>,

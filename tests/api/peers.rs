@@ -196,6 +196,14 @@ impl InventoryService for ScriptedInventory {
         let _g = self.enter(&request).await?;
         self.inner.get_inventory_status(request).await
     }
+
+    async fn list_seats(
+        &self,
+        request: Request<ListSeatsRequest>,
+    ) -> Result<Response<ListSeatsResponse>, Status> {
+        let _g = self.enter(&request).await?;
+        self.inner.list_seats(request).await
+    }
 }
 
 /// The metadata hints of one call: reservation id, amount, currency.

@@ -9,7 +9,7 @@ mod sale;
 pub mod seed;
 mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +25,7 @@ use super::engine::{HoldResult, HoldState, SectionCounts};
 use super::seats::{EventCounts, SeatEngine};
 use super::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, InventoryError, ReleaseOutcome,
-    ReleaseRequest, Seat,
+    ReleaseRequest, Seat, SeatMap, SeatMapStatus, SectionInfo,
 };
 
 /// Tries of one call when other processes keep winning the same seats or changing the hold.
@@ -543,5 +543,60 @@ impl SeatEngine for DynamoSeats {
             }
         }
         Ok(Some((free, taken)))
+    }
+
+    async fn seat_page(
+        &self,
+        event_id: &str,
+        first_row: usize,
+        max_seats: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SeatMap>, InventoryError> {
+        let Some(meta) = self.meta(event_id).await? else {
+            return Ok(None);
+        };
+        let mut map = SeatMap {
+            currency: meta.spec.currency.clone(),
+            sections: meta
+                .spec
+                .sections
+                .iter()
+                .map(|s| SectionInfo {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    price: s.price,
+                })
+                .collect(),
+            ..SeatMap::default()
+        };
+        let (mut rows, mut count) = (Vec::new(), 0usize);
+        for (i, row) in meta.rows.iter().enumerate().skip(first_row) {
+            let n = row.seats as usize;
+            if !rows.is_empty() && count + n > max_seats {
+                map.next_row = Some(i);
+                break;
+            }
+            rows.push(i);
+            count += n;
+        }
+        // Only the page's rows are read, consistently: the picture may be stale.
+        let mut taken: HashMap<usize, Taken> = self
+            .read_rows(event_id, &meta, Some(&rows))
+            .await?
+            .into_iter()
+            .collect();
+        let now_us = micros(now);
+        for i in rows {
+            let t = taken.remove(&i).unwrap_or_default();
+            for k in 1..=meta.rows[i].seats {
+                let status = match t.get(&k) {
+                    Some((_, SOLD)) => SeatMapStatus::Sold,
+                    Some((_, until)) if *until > now_us => SeatMapStatus::Held,
+                    _ => SeatMapStatus::Available,
+                };
+                map.seats.push((meta.seat(i, k), status));
+            }
+        }
+        Ok(Some(map))
     }
 }

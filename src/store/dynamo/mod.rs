@@ -1,6 +1,7 @@
 //! The DynamoDB store (CONTRACT §7). Every create and transition is one `TransactWriteItems`;
 //! condition failures become the domain's conflicts, never a 500.
 
+pub mod by_user;
 pub mod idempotency;
 pub mod item;
 pub mod orders;
@@ -19,7 +20,9 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 
 use self::item::{n, s, t, Item};
-use super::{ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition};
+use super::{
+    ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition, UserListPosition,
+};
 use crate::domain::{Order, OutboxEvent, Reservation};
 use crate::idempotency::{
     Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
@@ -435,6 +438,22 @@ impl Store for DynamoStore {
             .as_ref()
             .map(orders::from_item)
             .transpose()
+    }
+
+    async fn reservations_of_user(
+        &self,
+        user_id: &str,
+        after: Option<&UserListPosition>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        by_user::page(
+            &self.client,
+            &self.tables.reservations,
+            user_id,
+            after,
+            limit,
+        )
+        .await
     }
 
     async fn due_holds(
