@@ -10,6 +10,7 @@ use reservation_api::inventory::dynamo::seed;
 use reservation_api::startup::{self, shutdown_signal, Application};
 use reservation_api::store::dynamo;
 use reservation_api::telemetry::logging;
+use reservation_api::telemetry::otel::Tracing;
 
 #[tokio::main]
 async fn main() {
@@ -45,11 +46,17 @@ async fn serve() -> Result<(), String> {
         eprintln!("reservation-api: {e}");
         std::process::exit(2)
     });
-    logging::init();
-    let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let tracing = Tracing::new("reservation-api");
+    logging::init(&tracing);
+    let result = match Application::build(config).await {
+        Ok(app) => app
+            .run_until_stopped(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    tracing.shutdown().await;
+    result
 }
 
 async fn inventory(
@@ -57,7 +64,18 @@ async fn inventory(
     catalog: Option<std::path::PathBuf>,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
-    logging::init();
+    let tracing = Tracing::new("reservation-inventory");
+    logging::init(&tracing);
+    let result = run_inventory(listen, catalog, metrics_listen).await;
+    tracing.shutdown().await;
+    result
+}
+
+async fn run_inventory(
+    listen: std::net::SocketAddr,
+    catalog: Option<std::path::PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> Result<(), String> {
     let config = Config::from_env()?;
     let catalog = Catalog::load(catalog.as_deref())?;
     let events = catalog.events.len();
@@ -99,14 +117,17 @@ async fn seed(catalog: &std::path::Path) -> Result<(), String> {
 }
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
-    logging::init();
-    grpc_server(
+    let tracing = Tracing::new("reservation-payment");
+    logging::init(&tracing);
+    let result = grpc_server(
         "payment.v1.PaymentService",
         listen,
         local::payment_routes(PaymentGrpc),
         0,
     )
-    .await
+    .await;
+    tracing.shutdown().await;
+    result
 }
 
 async fn grpc_server(

@@ -1,7 +1,7 @@
-//! The outermost middleware: the request's trace context, its access log line and metrics, and a
-//! safety net that puts any error answer that lacks the envelope into it.
+//! The outermost middleware: the request's server span (continuing an incoming W3C
+//! `traceparent`), its access log line and metrics, and a safety net that puts any error answer
+//! that lacks the envelope into it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -9,37 +9,63 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::error::ApiError;
-use crate::telemetry::trace::{self, RequestContext};
+use crate::telemetry::otel;
 
 pub async fn request_context(req: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
-    let ctx = Arc::new(RequestContext::from_traceparent(traceparent));
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .map(|p| p.as_str().to_owned());
     let path = req.uri().path().to_owned();
+    // HTTP semantic conventions: the span is named `METHOD route`, or `METHOD` without a route.
+    let name = match &route {
+        Some(r) => format!("{method} {r}"),
+        None => method.to_string(),
+    };
+    let span = tracing::info_span!(
+        target: "http",
+        "HTTP request",
+        otel.name = %name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        "http.request.method" = %method,
+        "http.route" = route.as_deref(),
+        "url.path" = %path,
+        "url.scheme" = "http",
+        "http.response.status_code" = Empty,
+        "error.type" = Empty,
+        reservation_id = Empty,
+    );
+    let _ = span.set_parent(otel::extract(req.headers()));
+    let route = route.unwrap_or_else(|| "unmatched".into());
 
-    let response = trace::scope(ctx.clone(), async move {
+    let response = async {
         let response = next.run(req).await;
         let mut response = if needs_envelope(&response) {
             ApiError::for_status(response.status()).into_response()
         } else {
             response
         };
-        if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
+        if let Some(v) = otel::traceparent(&otel::span_context(&tracing::Span::current()))
+            .and_then(|tp| HeaderValue::from_str(&tp).ok())
+        {
             response.headers_mut().insert("traceparent", v);
         }
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
+        let current = tracing::Span::current();
+        current.record("http.response.status_code", status);
+        if status >= 500 {
+            current.record("otel.status_code", "ERROR");
+            current.record("error.type", status.to_string());
+        }
         tracing::info!(
             target: "http",
             method = %method,
@@ -57,7 +83,8 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
         )
         .record(elapsed.as_secs_f64());
         response
-    })
+    }
+    .instrument(span)
     .await;
     response
 }
