@@ -94,7 +94,12 @@ async fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
     let handle = reservation_api::telemetry::metrics::handle();
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || async move { handle.render() }),
+        axum::routing::get(move || async move {
+            let _ =
+                tokio::task::spawn_blocking(reservation_api::telemetry::metrics::collect_process)
+                    .await;
+            handle.render()
+        }),
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
