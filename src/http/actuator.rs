@@ -32,6 +32,7 @@ async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {
     let store_up = state.service.store().ping().await.is_ok();
     let jwks_up = state.jwks.as_ref().is_none_or(|k| k.is_loaded());
     let up = accepting && store_up && jwks_up;
+    ::metrics::gauge!("reservation_api_ready").set(if up { 1.0 } else { 0.0 });
     let s = |b: bool| if b { "UP" } else { "DOWN" };
     let mut components = json!({
         "store": { "status": s(store_up) },

@@ -115,6 +115,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Requests refused with 429 RATE_LIMITED, by limit",
     ),
     (
+        "reservation_api_ready",
+        Kind::Gauge,
+        "1 when the readiness check last answered UP, 0 when DOWN",
+    ),
+    (
         "reservation_api_build_info",
         Kind::Gauge,
         "Always 1; the running build's version as a label",

@@ -16,6 +16,7 @@ mod identity;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod ops_assets;
 mod payment;
 mod races;
 mod rate_limits;
