@@ -1,5 +1,14 @@
 //! One JSON object a line: `timestamp, level, message, target, trace_id, span_id`, the request's
 //! `reservation_id` where there is one, and the event's own fields.
+//!
+//! `trace_id`/`span_id` are those of the OpenTelemetry span the line was written in (read with
+//! `tracing_opentelemetry::get_otel_context`), so a line and its exported span always agree.
+//!
+//! Hand-written, as a `tracing-subscriber` event format, because the contract's line shape is not
+//! one the ready-made JSON formatters produce: `tracing-subscriber`'s `Json` puts span data under
+//! `span`/`spans`, and `json-subscriber` puts the OpenTelemetry ids under `openTelemetry.traceId`;
+//! neither writes an event field holding a JSON document (an outbox event's `detail`) as an
+//! object.
 
 use std::fmt;
 use std::sync::OnceLock;
