@@ -178,8 +178,9 @@ where
 }
 
 /// Install the global subscriber: JSON lines on stdout, filtered by `RUST_LOG` (default `info`),
-/// and the spans of `tracing` (see [`Tracing`]). Spans are never filtered out of the logs' view,
-/// so that a line keeps its trace whatever `RUST_LOG` says.
+/// and the spans of `tracing` (see [`Tracing`]). Spans at `info` (ours; dependencies' are at
+/// `debug` and below) are never filtered out of the logs' view, so that a line keeps its trace
+/// whatever `RUST_LOG` says.
 pub fn init(tracing: &Tracing) {
     init_with(
         tracing,
@@ -189,7 +190,9 @@ pub fn init(tracing: &Tracing) {
 
 /// [`init`] with the log lines filtered by `filter` (`off`: no lines, traces only).
 pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
-    let filter = filter.or(tracing_subscriber::filter::filter_fn(|m| m.is_span()));
+    let filter = filter.or(tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && *m.level() <= tracing::Level::INFO
+    }));
     let logs = tracing_subscriber::fmt::layer()
         .event_format(JsonLines)
         .with_writer(std::io::stdout)
