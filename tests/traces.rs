@@ -738,3 +738,52 @@ async fn on_dynamodb_and_eventbridge_the_trace_has_the_store_writes_and_the_publ
     assert_eq!(delivered["detail"]["trace_id"], trace.as_str());
     app.stop(Duration::from_secs(15));
 }
+
+/// `OTEL_TRACES_SAMPLER=parentbased_traceidratio` with a ratio of 0: a caller's sampled trace is
+/// still exported (the parent decides), a trace the service starts itself is not. And
+/// `OTEL_SERVICE_NAME` names the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_is_parent_based_with_a_ratio_for_new_traces_and_the_name_is_configurable() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = token(dir.path());
+    let (app, port, _) = serve(
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()),
+            ("OTEL_TRACES_SAMPLER_ARG", "0".into()),
+            ("OTEL_SERVICE_NAME", "reservation-api-canary".into()),
+        ],
+    );
+    // A new trace, started by the service: its id comes back in the response's traceparent.
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/reservations"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "own")
+        .json(&json!({"event_id": "evt_2025_1001", "qty": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let own = resp.headers()["traceparent"].to_str().unwrap().to_owned();
+    let own_trace = own.split('-').nth(1).unwrap().to_owned();
+    assert!(own.ends_with("-00"), "not sampled: {own}");
+
+    let trace = new_trace();
+    let (status, body) = create(port, &token, &trace, PARENT, "callers").await;
+    assert_eq!(status, 201, "{body}");
+    let spans = receiver
+        .wait(&trace, |s| s.iter().any(http_server) && s.len() >= 4)
+        .await;
+    let server = find(&spans, "HTTP server span", http_server);
+    assert_eq!(server.service, "reservation-api-canary");
+    // Spans are exported in order of ending, in batches every 100 ms: by now the unsampled
+    // request's would have arrived.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.of_trace(&own_trace).is_empty(),
+        "a trace the ratio 0 should not sample was exported"
+    );
+    app.stop(Duration::from_secs(15));
+}
