@@ -177,6 +177,20 @@ where
     }
 }
 
+/// Span fields are not part of a line (only the ids and `reservation_id` are, from the span's
+/// context and [`SpanFacts`]), so the fmt layer's per-span field text is not made at all.
+struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}
+
 /// Install the global subscriber: JSON lines on stdout, filtered by `RUST_LOG` (default `info`),
 /// and the spans of `tracing` (see [`Tracing`]). Spans at `info` (ours; dependencies' are at
 /// `debug` and below) are never filtered out of the logs' view, so that a line keeps its trace
@@ -194,6 +208,7 @@ pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
         m.is_span() && *m.level() <= tracing::Level::INFO
     }));
     let logs = tracing_subscriber::fmt::layer()
+        .fmt_fields(NoSpanFields)
         .event_format(JsonLines)
         .with_writer(std::io::stdout)
         .with_filter(filter);
