@@ -46,8 +46,9 @@ async fn serve() -> Result<(), String> {
         eprintln!("reservation-api: {e}");
         std::process::exit(2)
     });
-    let tracing = Tracing::new("reservation-api");
-    logging::init(&tracing);
+    let traces = Tracing::new("reservation-api");
+    logging::init(&traces);
+    traces.announce();
     let result = match Application::build(config).await {
         Ok(app) => app
             .run_until_stopped(shutdown_signal())
@@ -55,7 +56,7 @@ async fn serve() -> Result<(), String> {
             .map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
-    tracing.shutdown().await;
+    traces.shutdown().await;
     result
 }
 
@@ -64,10 +65,11 @@ async fn inventory(
     catalog: Option<std::path::PathBuf>,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
-    let tracing = Tracing::new("reservation-inventory");
-    logging::init(&tracing);
+    let traces = Tracing::new("reservation-inventory");
+    logging::init(&traces);
+    traces.announce();
     let result = run_inventory(listen, catalog, metrics_listen).await;
-    tracing.shutdown().await;
+    traces.shutdown().await;
     result
 }
 
@@ -122,8 +124,9 @@ async fn seed(catalog: &std::path::Path) -> Result<(), String> {
 }
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
-    let tracing = Tracing::new("reservation-payment");
-    logging::init(&tracing);
+    let traces = Tracing::new("reservation-payment");
+    logging::init(&traces);
+    traces.announce();
     let result = grpc_server(
         "payment.v1.PaymentService",
         listen,
@@ -131,7 +134,7 @@ async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
         0,
     )
     .await;
-    tracing.shutdown().await;
+    traces.shutdown().await;
     result
 }
 

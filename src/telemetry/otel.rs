@@ -100,6 +100,16 @@ impl Tracing {
         self.exporting
     }
 
+    /// One log line saying where traces go (after the logs are set up).
+    pub fn announce(&self) {
+        if self.exporting {
+            tracing::info!(
+                endpoint = endpoint().unwrap_or_default(),
+                "exporting traces over OTLP"
+            );
+        }
+    }
+
     /// The `tracing` layer that turns spans into OpenTelemetry spans (events stay logs).
     pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
     where
