@@ -31,6 +31,25 @@ cmd_setup() {
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'moto[server]>=5.1,<6'
   fi
   setup_redis
+  setup_promtool
+}
+
+# `promtool check rules` validates the alert rules: Debian's `prometheus` package ships it; it is
+# installed when missing and we are root (as for redis). Without it, the check is skipped loudly.
+setup_promtool() {
+  if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing promtool (apt: prometheus)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+}
+
+check_alert_rules() {
+  if command -v promtool >/dev/null 2>&1; then
+    log "promtool check rules"
+    promtool check rules deploy/prometheus/alerts.yml helm/reservation-api/files/prometheus-alerts.yml
+  else
+    log "SKIPPED: promtool not found (apt-get install prometheus); the alert rules were not checked"
+  fi
 }
 
 # The admission tests need a real redis-server: the one on PATH; else Debian's package when we
@@ -145,6 +164,7 @@ cmd_test() {
   ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   cmd_setup
   cmd_lint
+  check_alert_rules
   if [ -x scripts/validate_deploy.sh ]; then
     log "deployment files"
     scripts/validate_deploy.sh

@@ -56,11 +56,18 @@ impl Lang {
     }
 }
 
+tokio::task_local! {
+    static REQUEST_LANG: Lang;
+}
+
+/// Run `f` with `lang` as the current request's language.
+pub async fn scope<F: std::future::Future>(lang: Lang, f: F) -> F::Output {
+    REQUEST_LANG.scope(lang, f).await
+}
+
 /// The current request's language (English outside a request).
 pub fn current() -> Lang {
-    crate::telemetry::trace::current()
-        .map(|c| c.lang)
-        .unwrap_or_default()
+    REQUEST_LANG.try_with(|l| *l).unwrap_or_default()
 }
 
 /// The message `id` (an error code, or `CODE-variant`) in `lang`, if its catalogue has it.

@@ -10,6 +10,7 @@ use reservation_api::inventory::dynamo::seed;
 use reservation_api::startup::{self, shutdown_signal, Application};
 use reservation_api::store::dynamo;
 use reservation_api::telemetry::logging;
+use reservation_api::telemetry::otel::Tracing;
 
 #[tokio::main]
 async fn main() {
@@ -45,11 +46,18 @@ async fn serve() -> Result<(), String> {
         eprintln!("reservation-api: {e}");
         std::process::exit(2)
     });
-    logging::init();
-    let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let traces = Tracing::new("reservation-api");
+    logging::init(&traces);
+    traces.announce();
+    let result = match Application::build(config).await {
+        Ok(app) => app
+            .run_until_stopped(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    traces.shutdown().await;
+    result
 }
 
 async fn inventory(
@@ -57,7 +65,19 @@ async fn inventory(
     catalog: Option<std::path::PathBuf>,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
-    logging::init();
+    let traces = Tracing::new("reservation-inventory");
+    logging::init(&traces);
+    traces.announce();
+    let result = run_inventory(listen, catalog, metrics_listen).await;
+    traces.shutdown().await;
+    result
+}
+
+async fn run_inventory(
+    listen: std::net::SocketAddr,
+    catalog: Option<std::path::PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> Result<(), String> {
     let config = Config::from_env()?;
     let catalog = Catalog::load(catalog.as_deref())?;
     let events = catalog.events.len();
@@ -76,7 +96,12 @@ async fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
     let handle = reservation_api::telemetry::metrics::handle();
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || async move { handle.render() }),
+        axum::routing::get(move || async move {
+            let _ =
+                tokio::task::spawn_blocking(reservation_api::telemetry::metrics::collect_process)
+                    .await;
+            handle.render()
+        }),
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -99,14 +124,18 @@ async fn seed(catalog: &std::path::Path) -> Result<(), String> {
 }
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {
-    logging::init();
-    grpc_server(
+    let traces = Tracing::new("reservation-payment");
+    logging::init(&traces);
+    traces.announce();
+    let result = grpc_server(
         "payment.v1.PaymentService",
         listen,
         local::payment_routes(PaymentGrpc),
         0,
     )
-    .await
+    .await;
+    traces.shutdown().await;
+    result
 }
 
 async fn grpc_server(

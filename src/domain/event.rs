@@ -86,6 +86,10 @@ pub struct OutboxEvent {
     pub lease_until: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub published_at: Option<DateTime<Utc>>,
+    /// The W3C `traceparent` of the span that wrote the event (when it was in a trace), so that its
+    /// publish span continues that trace.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -134,6 +138,8 @@ impl OutboxEvent {
             lease_until: None,
             last_error: None,
             published_at: None,
+            traceparent: crate::telemetry::trace::current_traceparent()
+                .filter(|tp| tp.get(3..35) == Some(trace_id)),
         }
     }
 

@@ -27,7 +27,7 @@ use crate::inventory::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, InventoryError, ReleaseOutcome,
     ReleaseReason, ReleaseRequest, Seat, SeatMapStatus,
 };
-use crate::telemetry::trace;
+use crate::telemetry::otel;
 
 /// At most this many seats are listed in one `CheckAvailability` answer.
 pub const MAX_LISTED_SEATS: usize = 1000;
@@ -78,7 +78,8 @@ fn traced<T>(req: &Request<T>) -> impl Fn(common::Error) -> common::Error {
         .metadata()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(trace::parse_traceparent)
+        .and_then(otel::parse_traceparent)
+        .map(|sc| sc.trace_id().to_string())
         .unwrap_or_default();
     move |mut e| {
         e.trace_id = trace_id.clone();

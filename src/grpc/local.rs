@@ -7,9 +7,14 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::http;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::otel;
 
 use super::inventory_server::InventoryGrpc;
 use super::payment_server::PaymentGrpc;
@@ -30,9 +35,97 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
+        .layer(ServerSpanLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+/// A gRPC server span per call, in gRPC's semantic conventions, continuing the caller's trace
+/// from its `traceparent` metadata.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerSpanLayer;
+
+impl<S> tower::Layer<S> for ServerSpanLayer {
+    type Service = ServerSpan<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerSpan { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerSpan<S> {
+    inner: S,
+}
+
+/// Server-side codes that mean the server failed (the others are the caller's doing).
+fn server_error(code: i64) -> bool {
+    use tonic::Code;
+    [
+        Code::Unknown,
+        Code::DeadlineExceeded,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+    ]
+    .iter()
+    .any(|c| *c as i64 == code)
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for ServerSpan<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    RB: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let (service, name) = method.split_once('/').unwrap_or(("", &method));
+        let span = tracing::info_span!(
+            target: "grpc",
+            "gRPC server call",
+            otel.name = %method,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            "rpc.system" = "grpc",
+            "rpc.service" = service,
+            "rpc.method" = name,
+            "rpc.grpc.status_code" = tracing::field::Empty,
+        );
+        let _ = span.set_parent(otel::extract(req.headers()));
+        let future = span.in_scope(|| self.inner.call(req));
+        Box::pin(async move {
+            let result = future.instrument(span.clone()).await;
+            if let Ok(response) = &result {
+                // A failure is answered trailers-only: `grpc-status` in the headers; a success
+                // puts it in the trailers, after the body.
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0);
+                span.record("rpc.grpc.status_code", code);
+                if server_error(code) {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            result
+        })
+    }
 }
 
 /// A server running in this process.

@@ -32,6 +32,7 @@ async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {
     let store_up = state.service.store().ping().await.is_ok();
     let jwks_up = state.jwks.as_ref().is_none_or(|k| k.is_loaded());
     let up = accepting && store_up && jwks_up;
+    ::metrics::gauge!("reservation_api_ready").set(if up { 1.0 } else { 0.0 });
     let s = |b: bool| if b { "UP" } else { "DOWN" };
     let mut components = json!({
         "store": { "status": s(store_up) },
@@ -88,7 +89,7 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/actuator/prometheus", tag = "operations",
     responses((status = 200, description = "Prometheus exposition text", content_type = "text/plain")))]
 pub async fn prometheus() -> Response {
-    let mut r = metrics::render().into_response();
+    let mut r = metrics::render_fresh().await.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -99,7 +100,7 @@ pub async fn prometheus() -> Response {
 /// The names of the metrics recorded so far.
 #[utoipa::path(get, path = "/actuator/metrics", tag = "operations", responses((status = 200, description = "Names")))]
 pub async fn metric_names() -> Json<serde_json::Value> {
-    let names: BTreeSet<String> = metrics::samples(&metrics::render())
+    let names: BTreeSet<String> = metrics::samples(&metrics::render_fresh().await)
         .iter()
         .map(|s| metrics::family(&s.name).to_owned())
         .collect();
@@ -115,7 +116,7 @@ pub async fn metric_names() -> Json<serde_json::Value> {
             body = super::reservations::ErrorEnvelope, example = json!(super::docs::error_example("NOT_FOUND"))),
     ))]
 pub async fn metric(Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let samples: Vec<_> = metrics::samples(&metrics::render())
+    let samples: Vec<_> = metrics::samples(&metrics::render_fresh().await)
         .into_iter()
         .filter(|s| metrics::family(&s.name) == name)
         .collect();

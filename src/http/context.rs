@@ -1,71 +1,152 @@
-//! The outermost middleware: the request's trace context, its access log line and metrics, and a
-//! safety net that puts any error answer that lacks the envelope into it.
+//! The request's telemetry and its safety net, as two layers:
+//!
+//! - [`trace_layer`] (outermost; `tower-http`'s `TraceLayer`): the request's OpenTelemetry server
+//!   span, continuing an incoming W3C `traceparent`, then on the response the access log line,
+//!   `http_server_requests_seconds` and the span's status;
+//! - [`request_context`] (inside it): puts any error answer that lacks the envelope into it, sets
+//!   the response's `traceparent`, and hands the access log the request's method, route and path.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::error::ApiError;
-use crate::i18n::Lang;
-use crate::telemetry::trace::{self, RequestContext};
+use crate::i18n::{self, Lang};
+use crate::telemetry::otel;
+
+/// What the access log and the histogram say about the request, passed from
+/// [`request_context`] to the trace layer in the response's extensions.
+#[derive(Clone, Debug)]
+struct RequestFacts {
+    method: Method,
+    route: String,
+    path: String,
+}
+
+/// The route template of a request (`unmatched` for the fallback).
+fn route_of<B>(req: &axum::http::Request<B>) -> Option<String> {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+}
+
+/// The server span of one request, in the HTTP semantic conventions: named `METHOD route` (or
+/// `METHOD` without a route), a child of the caller's span when the request has a `traceparent`.
+fn server_span<B>(req: &axum::http::Request<B>) -> Span {
+    let method = req.method();
+    let route = route_of(req);
+    let name = match &route {
+        Some(r) => format!("{method} {r}"),
+        None => method.to_string(),
+    };
+    let span = tracing::info_span!(
+        target: "http",
+        "HTTP request",
+        otel.name = %name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        "http.request.method" = %method,
+        "http.route" = route.as_deref(),
+        "url.path" = %req.uri().path(),
+        "url.scheme" = "http",
+        "http.response.status_code" = Empty,
+        "error.type" = Empty,
+        reservation_id = Empty,
+    );
+    let _ = span.set_parent(otel::extract(req.headers()));
+    span
+}
+
+/// The access log line, the request histogram, and the span's status.
+fn on_response(response: &Response, latency: Duration, span: &Span) {
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", status.to_string());
+    }
+    let Some(facts) = response.extensions().get::<RequestFacts>() else {
+        return;
+    };
+    tracing::info!(
+        target: "http",
+        method = %facts.method,
+        route = %facts.route,
+        path = %facts.path,
+        status,
+        duration_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
+    metrics::histogram!(
+        "http_server_requests_seconds",
+        "method" => facts.method.to_string(),
+        "uri" => facts.route.clone(),
+        "status" => status.to_string()
+    )
+    .record(latency.as_secs_f64());
+}
+
+/// The trace layer's type: [`server_span`] and [`on_response`], the other callbacks off.
+pub type HttpTraceLayer = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    fn(&Request<Body>) -> Span,
+    (),
+    fn(&Response, Duration, &Span),
+    (),
+    (),
+    (),
+>;
+
+/// `tower-http`'s trace layer with the service's span and response handling (its own request,
+/// end-of-stream and failure lines are off: the access line says it all).
+pub fn trace_layer() -> HttpTraceLayer {
+    TraceLayer::new_for_http()
+        .make_span_with(server_span::<Body> as fn(&Request<Body>) -> Span)
+        .on_request(())
+        .on_response(on_response as fn(&Response, Duration, &Span))
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
 
 pub async fn request_context(req: Request<Body>, next: Next) -> Response {
-    let started = Instant::now();
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
+    let facts = RequestFacts {
+        method: req.method().clone(),
+        route: route_of(&req).unwrap_or_else(|| "unmatched".into()),
+        path: req.uri().path().to_owned(),
+    };
     let lang = Lang::negotiate(
         req.headers()
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let ctx = Arc::new(RequestContext::from_traceparent(traceparent).with_lang(lang));
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let path = req.uri().path().to_owned();
-
-    let response = trace::scope(ctx.clone(), async move {
+    // The envelope below, like every error answer of the request, speaks the request's language.
+    let response = i18n::scope(lang, async move {
         let response = next.run(req).await;
-        let mut response = if needs_envelope(&response) {
+        if needs_envelope(&response) {
             ApiError::for_status(response.status()).into_response()
         } else {
             response
-        };
-        if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
-            response.headers_mut().insert("traceparent", v);
         }
-        say_language(&mut response, lang);
-        let status = response.status().as_u16();
-        let elapsed = started.elapsed();
-        tracing::info!(
-            target: "http",
-            method = %method,
-            route = %route,
-            path = %path,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
-        metrics::histogram!(
-            "http_server_requests_seconds",
-            "method" => method.to_string(),
-            "uri" => route,
-            "status" => status.to_string()
-        )
-        .record(elapsed.as_secs_f64());
-        response
     })
     .await;
+    let mut response = response;
+    say_language(&mut response, lang);
+    if let Some(v) = otel::traceparent(&otel::span_context(&Span::current()))
+        .and_then(|tp| HeaderValue::from_str(&tp).ok())
+    {
+        response.headers_mut().insert("traceparent", v);
+    }
+    response.extensions_mut().insert(facts);
     response
 }
 

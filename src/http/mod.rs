@@ -77,5 +77,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(context::request_context))
+        .layer(context::trace_layer())
         .with_state(state)
 }

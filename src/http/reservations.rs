@@ -96,7 +96,6 @@ where
     F: FnOnce(Arc<ReservationService>, IdempotencyTicket) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Reply, ServiceError>> + Send + 'static,
 {
-    let ctx = trace::current();
     let task = async move {
         let ticket = match service.begin(&scoped_key, &fingerprint).await {
             Err(e) => return ApiError::from(e).into_response(),
@@ -144,10 +143,12 @@ where
             }
         }
     };
-    let handle = match ctx {
-        Some(ctx) => tokio::spawn(trace::scope(ctx, task)),
-        None => tokio::spawn(task),
-    };
+    // The work runs on even if the client hangs up, still in the request's span and language.
+    let lang = crate::i18n::current();
+    let handle = tokio::spawn(crate::i18n::scope(
+        lang,
+        tracing::Instrument::in_current_span(task),
+    ));
     handle
         .await
         .unwrap_or_else(|_| ApiError::internal().into_response())

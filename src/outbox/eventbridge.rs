@@ -6,7 +6,7 @@ use aws_sdk_eventbridge::error::ProvideErrorMetadata;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
-use super::{EntryResults, EventSink, PublishError};
+use super::{publish_span, published, EntryResults, EventSink, PublishError};
 use crate::domain::OutboxEvent;
 use crate::telemetry::trace::new_span_id;
 
@@ -30,13 +30,23 @@ impl EventBridgeSink {
     /// The entry for one event: `Source`, `DetailType` (the event type), `EventBusName`, `Detail`,
     /// and the event's trace as a W3C `traceparent` in `TraceHeader`.
     pub fn entry(&self, e: &OutboxEvent) -> PutEventsRequestEntry {
+        self.entry_in(e, &tracing::Span::none())
+    }
+
+    /// [`Self::entry`] with `TraceHeader` naming `span`, the event's publish span (when it is in a
+    /// trace; else the detail's trace id with a span id of its own).
+    pub fn entry_in(&self, e: &OutboxEvent, span: &tracing::Span) -> PutEventsRequestEntry {
         let mut b = PutEventsRequestEntry::builder()
             .source(&self.source)
             .detail_type(e.event_type.as_str())
             .event_bus_name(&self.bus)
             .detail(e.detail.to_string())
             .resources(format!("reservation/{}", e.reservation_id));
-        if let Some(trace) = e
+        if let Some(tp) =
+            crate::telemetry::otel::traceparent(&crate::telemetry::otel::span_context(span))
+        {
+            b = b.trace_header(tp);
+        } else if let Some(trace) = e
             .detail
             .get("trace_id")
             .and_then(|t| t.as_str())
@@ -92,10 +102,26 @@ impl EventSink for EventBridgeSink {
     async fn publish(&self, events: &[OutboxEvent]) -> Result<EntryResults, PublishError> {
         let mut all = Vec::with_capacity(events.len());
         for chunk in events.chunks(MAX_ENTRIES) {
-            all.extend(
-                self.put(chunk.iter().map(|e| self.entry(e)).collect())
-                    .await?,
-            );
+            let spans: Vec<_> = chunk.iter().map(|e| publish_span(e, &self.bus)).collect();
+            let entries = chunk
+                .iter()
+                .zip(&spans)
+                .map(|(e, s)| self.entry_in(e, s))
+                .collect();
+            match self.put(entries).await {
+                Ok(results) => {
+                    for (span, r) in spans.iter().zip(&results) {
+                        published(span, r);
+                    }
+                    all.extend(results);
+                }
+                Err(e) => {
+                    for span in &spans {
+                        published(span, &Err(e.clone()));
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(all)
     }

@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 
-use super::{EntryResults, EventSink, PublishError};
+use super::{publish_span, EntryResults, EventSink, PublishError};
 use crate::domain::OutboxEvent;
+use crate::telemetry::otel;
 use crate::telemetry::trace::new_span_id;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -17,13 +18,21 @@ impl EventSink for LogSink {
             .iter()
             .map(|e| {
                 // The relay runs outside the request, so the line carries the request's trace id
-                // (kept in the detail) itself, and a span of its own, as the EventBridge
+                // (kept in the detail) itself, and its publish span, as the EventBridge
                 // `traceparent` does.
+                let span = publish_span(e, "log");
+                let _in = span.enter();
+                let sc = otel::span_context(&span);
                 let trace_id = e.detail.get("trace_id").and_then(|t| t.as_str());
+                let span_id = if sc.is_valid() {
+                    sc.span_id().to_string()
+                } else {
+                    new_span_id()
+                };
                 tracing::info!(
                     target: "outbox",
                     trace_id,
-                    span_id = new_span_id(),
+                    span_id,
                     event_type = e.event_type.as_str(),
                     event_id = %e.id,
                     reservation_id = %e.reservation_id,

@@ -154,6 +154,7 @@ impl ReservationService {
         }
     }
 
+    #[tracing::instrument(name = "ReservationService.create", skip_all, fields(otel.kind = "internal"))]
     pub async fn create(
         &self,
         caller: &Caller,
@@ -238,6 +239,7 @@ impl ReservationService {
         })
     }
 
+    #[tracing::instrument(name = "ReservationService.get", skip_all, fields(otel.kind = "internal"))]
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ReservationView, ServiceError> {
         let _timer = MethodTimer::start("get");
         let r = self.load(id).await?;
@@ -245,6 +247,7 @@ impl ReservationService {
         Ok(ReservationView::of(&r, r.effective_status(now_ms())))
     }
 
+    #[tracing::instrument(name = "ReservationService.confirm", skip_all, fields(otel.kind = "internal"))]
     pub async fn confirm(
         &self,
         caller: &Caller,
@@ -387,6 +390,7 @@ impl ReservationService {
         }
     }
 
+    #[tracing::instrument(name = "ReservationService.cancel", skip_all, fields(otel.kind = "internal"))]
     pub async fn cancel(
         &self,
         caller: &Caller,
@@ -471,6 +475,7 @@ impl ReservationService {
 
     /// Expire one due hold: release its seats, then write EXPIRED with its event. Safe to run from
     /// several replicas at once: the release repeats its answer and only one write wins.
+    #[tracing::instrument(name = "ReservationService.expire", skip_all, fields(otel.kind = "internal"))]
     pub async fn expire(&self, r: &Reservation) -> Result<bool, ServiceError> {
         let _timer = MethodTimer::start("expire");
         let now = now_ms();
@@ -483,7 +488,8 @@ impl ReservationService {
             return self.reconcile_sold(r, &message).await;
         }
         let next = r.transitioned(ReservationStatus::Expired, now)?;
-        let trace_id = crate::telemetry::trace::new_trace_id();
+        // The sweeper's own trace: the expiry span.
+        let trace_id = crate::telemetry::trace::current_trace_id();
         let event =
             OutboxEvent::for_reservation(EventType::HoldExpired, &next, None, &trace_id, now);
         let t = Transition {

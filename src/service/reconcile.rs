@@ -43,7 +43,7 @@ impl ReservationService {
         let now = now_ms();
         let order = order_for(r, &intent, now);
         let next = r.confirmed(&order.id, &intent, now)?;
-        let trace_id = crate::telemetry::trace::new_trace_id();
+        let trace_id = crate::telemetry::trace::current_trace_id();
         let event =
             OutboxEvent::for_reservation(EventType::Confirmed, &next, Some(&order), &trace_id, now);
         let t = Transition {

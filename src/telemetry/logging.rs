@@ -1,17 +1,33 @@
 //! One JSON object a line: `timestamp, level, message, target, trace_id, span_id`, the request's
 //! `reservation_id` where there is one, and the event's own fields.
+//!
+//! `trace_id`/`span_id` are those of the OpenTelemetry span the line was written in (read with
+//! `tracing_opentelemetry::get_otel_context`), so a line and its exported span always agree.
+//!
+//! Hand-written, as a `tracing-subscriber` event format, because the contract's line shape is not
+//! one the ready-made JSON formatters produce: `tracing-subscriber`'s `Json` puts span data under
+//! `span`/`spans`, and `json-subscriber` puts the OpenTelemetry ids under `openTelemetry.traceId`;
+//! neither writes an event field holding a JSON document (an outbox event's `detail`) as an
+//! object.
 
 use std::fmt;
+use std::sync::OnceLock;
 
+use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use super::trace;
+use super::otel::Tracing;
 
 pub struct JsonLines;
 
@@ -61,7 +77,7 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -82,11 +98,20 @@ where
                 .unwrap_or(Value::String(String::new())),
         );
         line.insert("target".into(), meta.target().into());
-        if let Some(ctx) = trace::current() {
-            line.insert("trace_id".into(), ctx.trace_id.clone().into());
-            line.insert("span_id".into(), ctx.span_id.clone().into());
-            if let Some(r) = ctx.reservation_id.get() {
-                line.insert("reservation_id".into(), r.clone().into());
+        if let Some(scope) = ctx.event_scope() {
+            let mut spans = scope.peekable();
+            if let Some(sc) = spans
+                .peek()
+                .zip(DISPATCH.get().and_then(WeakDispatch::upgrade))
+                .and_then(|(span, d)| tracing_opentelemetry::get_otel_context(&span.id(), &d))
+                .map(|cx| cx.span().span_context().clone())
+                .filter(|sc| sc.is_valid())
+            {
+                line.insert("trace_id".into(), sc.trace_id().to_string().into());
+                line.insert("span_id".into(), sc.span_id().to_string().into());
+            }
+            if let Some(r) = spans.find_map(|s| s.extensions().get::<ReservationId>().cloned()) {
+                line.insert("reservation_id".into(), r.0.into());
             }
         }
         for (k, v) in fields.0 {
@@ -102,12 +127,94 @@ where
     }
 }
 
-/// Install the global subscriber: JSON lines on stdout, filtered by `RUST_LOG` (default `info`).
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// The dispatcher the logs are formatted in, to read each span's OpenTelemetry context.
+static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
+
+/// A span's `reservation_id` field, once recorded.
+#[derive(Clone)]
+struct ReservationId(String);
+
+struct FindReservation(Option<String>);
+
+impl Visit for FindReservation {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "reservation_id" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "reservation_id" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+/// Keeps what the JSON lines need of spans: the dispatcher, and each span's `reservation_id`.
+struct SpanFacts;
+
+impl<S> Layer<S> for SpanFacts
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = DISPATCH.set(subscriber.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut v = FindReservation(None);
+        attrs.record(&mut v);
+        if let (Some(r), Some(span)) = (v.0, ctx.span(id)) {
+            span.extensions_mut().insert(ReservationId(r));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let mut v = FindReservation(None);
+        values.record(&mut v);
+        if let (Some(r), Some(span)) = (v.0, ctx.span(id)) {
+            span.extensions_mut().replace(ReservationId(r));
+        }
+    }
+}
+
+/// Span fields are not part of a line (only the ids and `reservation_id` are, from the span's
+/// context and [`SpanFacts`]), so the fmt layer's per-span field text is not made at all.
+struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}
+
+/// Install the global subscriber: JSON lines on stdout, filtered by `RUST_LOG` (default `info`),
+/// and the spans of `tracing` (see [`Tracing`]). Spans at `info` (ours; dependencies' are at
+/// `debug` and below) are never filtered out of the logs' view, so that a line keeps its trace
+/// whatever `RUST_LOG` says.
+pub fn init(tracing: &Tracing) {
+    init_with(
+        tracing,
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    );
+}
+
+/// [`init`] with the log lines filtered by `filter` (`off`: no lines, traces only).
+pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
+    let filter = filter.or(tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && *m.level() <= tracing::Level::INFO
+    }));
+    let logs = tracing_subscriber::fmt::layer()
+        .fmt_fields(NoSpanFields)
         .event_format(JsonLines)
         .with_writer(std::io::stdout)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(tracing.layer())
+        .with(SpanFacts)
+        .with(logs)
         .try_init();
 }

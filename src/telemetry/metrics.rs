@@ -114,7 +114,67 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Requests refused with 429 RATE_LIMITED, by limit",
     ),
+    (
+        "reservation_api_ready",
+        Kind::Gauge,
+        "1 when the readiness check last answered UP, 0 when DOWN",
+    ),
+    (
+        "reservation_api_build_info",
+        Kind::Gauge,
+        "Always 1; the running build's version as a label",
+    ),
+    (
+        "process_cpu_seconds_total",
+        Kind::Counter,
+        "Total user and system CPU time spent, in whole seconds",
+    ),
+    (
+        "process_resident_memory_bytes",
+        Kind::Gauge,
+        "Resident memory size in bytes",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        Kind::Gauge,
+        "Virtual memory size in bytes",
+    ),
+    (
+        "process_open_fds",
+        Kind::Gauge,
+        "Number of open file descriptors",
+    ),
+    (
+        "process_max_fds",
+        Kind::Gauge,
+        "Maximum number of open file descriptors",
+    ),
+    (
+        "process_start_time_seconds",
+        Kind::Gauge,
+        "Start time of the process since the Unix epoch, in seconds",
+    ),
+    (
+        "process_threads",
+        Kind::Gauge,
+        "Number of OS threads in the process",
+    ),
 ];
+
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// Refresh the `process_*` metrics (reads `/proc`: call it off the async runtime, or at start).
+pub fn collect_process() {
+    PROCESS
+        .get_or_init(metrics_process::Collector::default)
+        .collect();
+}
+
+/// [`render`] with the `process_*` metrics refreshed first, on a blocking thread.
+pub async fn render_fresh() -> String {
+    let _ = tokio::task::spawn_blocking(collect_process).await;
+    render()
+}
 
 /// The label sets known in advance, at zero, so that a scrape shows them before the first one
 /// happens (and `rate()` has a starting point): all gRPC targets and refusal reasons, statuses,
@@ -248,6 +308,9 @@ pub fn handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness); then ours only renders.
         let _ = metrics::set_global_recorder(recorder);
+        metrics::gauge!("reservation_api_build_info", "version" => env!("CARGO_PKG_VERSION"))
+            .set(1.0);
+        collect_process();
         handle
     })
 }

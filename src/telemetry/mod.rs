@@ -1,5 +1,6 @@
-//! Logs (one JSON object a line) and the request's trace context.
+//! Logs (one JSON object a line), traces (OpenTelemetry over OTLP) and metrics.
 
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod trace;

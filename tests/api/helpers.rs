@@ -82,10 +82,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
-    // TEST_LOG=1 shows the app's JSON log lines (RUST_LOG filters them).
-    if std::env::var_os("TEST_LOG").is_some() {
-        reservation_api::telemetry::logging::init();
-    }
+    // The trace context works as in the binary (nothing is exported); TEST_LOG=1 shows the app's
+    // JSON log lines (RUST_LOG filters them).
+    static TRACING: std::sync::OnceLock<reservation_api::telemetry::otel::Tracing> =
+        std::sync::OnceLock::new();
+    TRACING.get_or_init(|| {
+        use reservation_api::telemetry::logging;
+        let t = reservation_api::telemetry::otel::Tracing::new("reservation-api");
+        let filter = match std::env::var_os("TEST_LOG") {
+            Some(_) => tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            None => tracing_subscriber::EnvFilter::new("off"),
+        };
+        logging::init_with(&t, filter);
+        t
+    });
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut opts = TestOptions {
         config: test_config(data_dir.path()),

@@ -19,6 +19,7 @@ mod listing;
 mod metrics;
 mod openapi;
 mod openapi_frontend;
+mod ops_assets;
 mod payment;
 mod races;
 mod rate_limits;

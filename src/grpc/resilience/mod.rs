@@ -11,7 +11,8 @@
 //!    backoff — only for calls marked idempotent, and only while the deadline leaves room for the
 //!    backoff and one more attempt;
 //! 5. **attempt**: one RPC on the shared channel, with `grpc-timeout` set to what is left of the
-//!    deadline, the caller's `traceparent`, and `grpc_client_duration_seconds{method,code}`.
+//!    deadline, in a gRPC client span (a child of the caller's span, passed on as `traceparent`),
+//!    and `grpc_client_duration_seconds{method,code}`.
 
 pub mod breaker;
 
@@ -42,8 +43,10 @@ pub struct Call<R> {
     pub method: &'static str,
     pub rpc: R,
     pub deadline: Instant,
-    /// The caller's W3C trace context, passed on as the `traceparent` metadata.
-    pub traceparent: Option<String>,
+    /// The caller's span: each attempt's client span is its child.
+    pub parent: tracing::Span,
+    /// The current attempt's client span, passed on as the `traceparent` metadata.
+    pub attempt: tracing::Span,
     /// Safe to send again after a transient failure that may have reached the peer.
     pub idempotent: bool,
 }
@@ -55,7 +58,8 @@ impl<R> Call<R> {
             method,
             rpc,
             deadline: Instant::now() + timeout,
-            traceparent: crate::telemetry::trace::current().map(|c| c.traceparent()),
+            parent: tracing::Span::current(),
+            attempt: tracing::Span::none(),
             idempotent,
         }
     }
@@ -64,15 +68,30 @@ impl<R> Call<R> {
     pub fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.set_timeout(timeout);
-        if let Some(tp) = self
-            .traceparent
-            .as_deref()
-            .and_then(|t| t.parse::<AsciiMetadataValue>().ok())
-        {
-            r.metadata_mut().insert("traceparent", tp);
-        }
+        let mut headers = std::mem::take(r.metadata_mut()).into_headers();
+        crate::telemetry::otel::inject(&self.attempt, &mut headers);
+        *r.metadata_mut() = MetadataMap::from_headers(headers);
         r
     }
+}
+
+/// The client span of one attempt of `method` (`package.Service/Method`), in gRPC's semantic
+/// conventions; its status is recorded when the attempt ends.
+fn client_span(parent: &tracing::Span, method: &'static str) -> tracing::Span {
+    let (service, name) = method.split_once('/').unwrap_or(("", method));
+    tracing::info_span!(
+        target: "grpc",
+        parent: parent,
+        "gRPC call",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        "rpc.system" = "grpc",
+        "rpc.service" = service,
+        "rpc.method" = name,
+        "rpc.grpc.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+    )
 }
 
 /// Add `name: value` to `m` if the value is valid metadata.
@@ -177,6 +196,7 @@ struct AttemptTimer {
     deadline: Instant,
     started: Instant,
     code: Option<Code>,
+    span: tracing::Span,
 }
 
 impl Drop for AttemptTimer {
@@ -188,6 +208,11 @@ impl Drop for AttemptTimer {
         });
         metrics::histogram!("grpc_client_duration_seconds", "method" => self.method, "code" => code_name(code))
             .record(self.started.elapsed().as_secs_f64());
+        self.span.record("rpc.grpc.status_code", code as i64);
+        if code != Code::Ok {
+            self.span.record("otel.status_code", "ERROR");
+            self.span.record("error.type", code_name(code));
+        }
     }
 }
 
@@ -209,7 +234,7 @@ where
     // The longest backoff the jitter can draw, plus room for the attempt after it.
     let retry_room = max_backoff.mul_f64(1.5) + MIN_ATTEMPT;
 
-    let attempt = tower::service_fn(move |call: Call<R>| {
+    let attempt = tower::service_fn(move |mut call: Call<R>| {
         let attempt = attempt.clone();
         async move {
             let deadline = call.deadline;
@@ -220,13 +245,16 @@ where
                     retryable: false,
                 });
             }
+            let span = client_span(&call.parent, call.method);
+            call.attempt = span.clone();
             let mut timer = AttemptTimer {
                 method: call.method,
                 deadline,
                 started: Instant::now(),
                 code: None,
+                span: span.clone(),
             };
-            let result = attempt(call, left).await;
+            let result = tracing::Instrument::instrument(attempt(call, left), span).await;
             timer.code = Some(result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok));
             result.map_err(|status| {
                 let room = deadline.saturating_duration_since(Instant::now()) >= retry_room;

@@ -8,6 +8,7 @@ pub mod orders;
 pub mod outbox;
 pub mod outbox_relay;
 pub mod reservations;
+pub mod spans;
 pub mod tables;
 
 use std::time::Duration as StdDuration;
@@ -76,7 +77,12 @@ pub struct DynamoStore {
 /// A client for `endpoint` (or AWS itself), built once at start-up. Credentials come from the
 /// standard chain.
 pub async fn client(endpoint: Option<&str>, region: &str, timeout: StdDuration) -> Client {
-    Client::new(&crate::aws::sdk_config(endpoint, region, timeout).await)
+    let sdk = crate::aws::sdk_config(endpoint, region, timeout).await;
+    Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(spans::DynamoSpans)
+            .build(),
+    )
 }
 
 /// Map an SDK failure that is not a condition failure.

@@ -42,6 +42,7 @@ pub fn to_item(e: &OutboxEvent, shards: u32) -> Item {
     for (k, v) in [
         ("lease_owner", &e.lease_owner),
         ("last_error", &e.last_error),
+        ("traceparent", &e.traceparent),
     ] {
         if let Some(v) = v {
             item.insert(k.into(), s(v));
@@ -74,6 +75,7 @@ pub fn from_item(item: &Item) -> Result<OutboxEvent, StoreError> {
         lease_until: opt_t(item, "lease_until"),
         last_error: opt_s(item, "last_error"),
         published_at: opt_t(item, "published_at"),
+        traceparent: opt_s(item, "traceparent"),
     })
 }
 
