@@ -1,6 +1,6 @@
 //! The outbox relay to EventBridge (moto), read back through an SQS queue behind a rule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -241,13 +241,27 @@ async fn a_thirty_second_outage_fails_no_request_and_loses_no_event() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     target.poll().await;
     let received = target.received.lock().unwrap().clone();
-    assert_eq!(received.len(), expected, "an event was delivered twice");
+    // No event lost. A second copy is allowed here (not in the clean-case test): on a loaded
+    // machine a `PutEvents` of the post-outage backlog can time out after EventBridge accepted
+    // it, and the relay must then publish again (docs/outbox.md: consumers dedupe on detail.id).
+    let distinct: HashSet<&str> = received
+        .iter()
+        .map(|(_, v)| v["detail"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(distinct.len(), expected, "an event was lost");
+    if received.len() > expected {
+        eprintln!(
+            "{} events arrived twice after an ambiguous publish",
+            received.len() - expected
+        );
+    }
     for id in &ids {
-        let types: Vec<_> = target
+        let mut types: Vec<_> = target
             .for_reservation(id)
             .iter()
             .map(|v| v["detail-type"].as_str().unwrap().to_owned())
             .collect();
+        types.dedup();
         assert_eq!(types.len(), 2, "{id}: {types:?}");
         assert_eq!(
             types[0], "reservation.hold.created",
