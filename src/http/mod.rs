@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod rate_limit;
 pub mod reservations;
+pub mod strict_json;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

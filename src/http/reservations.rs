@@ -153,6 +153,22 @@ where
         .unwrap_or_else(|_| ApiError::internal().into_response())
 }
 
+/// A path id with a control character is refused; any other unknown id is simply not found. Only
+/// a well-formed id is noted for the request's log lines (a junk id is logged once, cut short, as
+/// the access log's path).
+fn path_id(id: &str) -> Result<(), ApiError> {
+    if crate::domain::input::has_control(id) {
+        return Err(validation(crate::domain::FieldErrors::from([(
+            "id".to_owned(),
+            "must not contain control characters".to_owned(),
+        )])));
+    }
+    if crate::domain::ids::is_reservation_id(id) {
+        trace::note_reservation(id);
+    }
+    Ok(())
+}
+
 fn validation(details: crate::domain::FieldErrors) -> ApiError {
     ApiError::validation("the request is invalid", details)
 }
@@ -234,7 +250,7 @@ pub async fn get_one(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ReservationView>, ApiError> {
-    trace::note_reservation(&id);
+    path_id(&id)?;
     Ok(Json(state.service.get(&caller, &id).await?))
 }
 
@@ -279,7 +295,7 @@ pub async fn confirm(
     IdemKey(key): IdemKey,
     JsonBody(body): JsonBody<false>,
 ) -> Result<Response, ApiError> {
-    trace::note_reservation(&id);
+    path_id(&id)?;
     let input = ConfirmInput::parse(&body).map_err(validation)?;
     let fp = fingerprint("POST", "/v1/reservations/{id}/confirm", &[&id], &body);
     let scoped = key.scoped(&caller.user_id);
@@ -332,7 +348,7 @@ pub async fn cancel(
     IdemKey(key): IdemKey,
     JsonBody(body): JsonBody<true>,
 ) -> Result<Response, ApiError> {
-    trace::note_reservation(&id);
+    path_id(&id)?;
     let fp = fingerprint("POST", "/v1/reservations/{id}/cancel", &[&id], &body);
     let scoped = key.scoped(&caller.user_id);
     Ok(idempotent(
