@@ -26,7 +26,7 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let path = req.uri().path().to_owned();
+    let path = crate::telemetry::logging::bounded(req.uri().path()).into_owned();
 
     let response = trace::scope(ctx.clone(), async move {
         let response = next.run(req).await;
