@@ -219,6 +219,60 @@ impl GrpcClientSettings {
     }
 }
 
+/// The HTTP server's limits (`HTTP_…`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`: a request head must arrive within this, counted from when
+    /// the connection starts waiting for it (also between requests on a kept-alive HTTP/1.1
+    /// connection); else the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// `HTTP_IDLE_TIMEOUT_MS`: a connection that moved no byte for this long is closed gracefully.
+    pub idle_timeout_ms: u64,
+    /// `HTTP_REQUEST_TIMEOUT_MS`: the whole request's deadline (→ 504 `UPSTREAM_TIMEOUT`).
+    pub request_timeout_ms: u64,
+    /// `HTTP_MAX_CONNECTIONS`: open connections served at most.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            request_timeout_ms: 30_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn from_env() -> Result<Self, String> {
+        let d = Self::default();
+        Ok(Self {
+            header_read_timeout_ms: parse("HTTP_HEADER_READ_TIMEOUT_MS", d.header_read_timeout_ms)?,
+            idle_timeout_ms: parse("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout_ms)?,
+            request_timeout_ms: parse("HTTP_REQUEST_TIMEOUT_MS", d.request_timeout_ms)?,
+            max_connections: parse("HTTP_MAX_CONNECTIONS", d.max_connections)?,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("HTTP_HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
+            ("HTTP_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
+            ("HTTP_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&v) {
+                return Err(format!("{name} must be 1-3600000"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("HTTP_MAX_CONNECTIONS must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// `ADMISSION_MODE`: whether a create needs the waiting room's admission token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdmissionMode {
@@ -329,6 +383,7 @@ pub struct Config {
     pub profile: Profile,
     pub host: IpAddr,
     pub port: u16,
+    pub http: HttpSettings,
     pub hold_ttl_secs: i64,
     pub idempotency_ttl_secs: i64,
     pub idempotency_lease_secs: i64,
@@ -364,6 +419,7 @@ impl Default for Config {
             profile: Profile::Local,
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
+            http: HttpSettings::default(),
             hold_ttl_secs: 60,
             idempotency_ttl_secs: 300,
             idempotency_lease_secs: 10,
@@ -455,6 +511,7 @@ impl Config {
             profile,
             host: parse("SERVER_HOST", d.host)?,
             port: parse("SERVER_PORT", d.port)?,
+            http: HttpSettings::from_env()?,
             hold_ttl_secs: parse("HOLD_TTL_SECONDS", d.hold_ttl_secs)?,
             idempotency_ttl_secs: parse("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_secs)?,
             idempotency_lease_secs: parse("IDEMPOTENCY_LEASE_SECONDS", d.idempotency_lease_secs)?,
@@ -544,6 +601,7 @@ impl Config {
         if self.outbox.max_attempts == 0 {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
         }
+        self.http.validate()?;
         self.inventory_client.validate("INVENTORY")?;
         self.payment_client.validate("PAYMENT")?;
         if self.profile == Profile::Prod {

@@ -251,6 +251,7 @@ pub struct Application {
     relay: OutboxRelay,
     expiry: HoldExpiry,
     local_servers: Vec<LocalServer>,
+    http: crate::config::HttpSettings,
 }
 
 impl Application {
@@ -294,6 +295,7 @@ impl Application {
             profile: config.profile.as_str(),
             store_kind: deps.store_kind,
             hold_ttl_secs: config.hold_ttl_secs,
+            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
             jwks: deps.jwks,
             admission: deps.admission,
             limits: {
@@ -308,6 +310,7 @@ impl Application {
             relay,
             expiry,
             local_servers: deps.local_servers,
+            http: config.http.clone(),
         })
     }
 
@@ -335,13 +338,12 @@ impl Application {
         let jwks = self.state.jwks.clone();
         let router = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "reservation-api listening");
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                ready.store(false, Ordering::Relaxed);
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await;
+        let served = http::server::serve(self.listener, router, &self.http, async move {
+            shutdown.await;
+            ready.store(false, Ordering::Relaxed);
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await;
         stop.cancel();
         if let Some(k) = jwks {
             k.stop();
