@@ -187,21 +187,130 @@ impl Activity {
     }
 }
 
-/// A TCP stream that notes the time of each read and write.
+/// A TCP stream that notes the time of each read and write, and puts hyper's own bodiless error
+/// answers into the envelope.
+///
+/// hyper answers a request it cannot parse (a control byte in a header, a URI over 64 KiB, a head
+/// over its buffer) with 400, 414 or 431 and no body, before any application code runs, and has
+/// no hook to change that answer. It is the only head-only 4xx written on a connection (every
+/// answer of the application carries the envelope and its `Content-Type`), so it is recognised
+/// here and replaced by the same status with the envelope.
 struct Tracked {
-    inner: TcpStream,
+    /// Taken on drop by the lingering close after a replaced answer.
+    inner: Option<TcpStream>,
     activity: Arc<Activity>,
+    /// The envelope written in place of hyper's bare answer: bytes, how many are out, and the
+    /// length of hyper's buffer to report once they all are.
+    replacing: Option<(Vec<u8>, usize, usize)>,
+    replaced: bool,
 }
 
 impl Tracked {
     fn new(inner: TcpStream) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             activity: Arc::new(Activity {
                 start: Instant::now(),
                 last_ms: AtomicU64::new(0),
             }),
+            replacing: None,
+            replaced: false,
         }
+    }
+
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(
+            self.inner
+                .as_mut()
+                .expect("the stream is taken only on drop"),
+        )
+    }
+
+    /// Write `buf`, or the envelope in its place if it is hyper's bare error answer.
+    fn write_one(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.replacing.is_none() {
+            if let Some(envelope) = bare_error_answer(buf) {
+                self.replacing = Some((envelope, 0, buf.len()));
+                self.replaced = true;
+            }
+        }
+        let Some((bytes, mut done, reported)) = self.replacing.take() else {
+            let r = self.stream().poll_write(cx, buf);
+            if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                self.activity.touch();
+            }
+            return r;
+        };
+        while done < bytes.len() {
+            match self.stream().poll_write(cx, &bytes[done..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => done += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.replacing = Some((bytes, done, reported));
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(reported))
+    }
+}
+
+/// hyper's answer to a request it could not parse: a lone `HTTP/1.1 400|414|431` head without
+/// `Content-Type` and with no body. Answered here as the same status with the envelope.
+fn bare_error_answer(buf: &[u8]) -> Option<Vec<u8>> {
+    let head = std::str::from_utf8(buf).ok()?;
+    let status: u16 = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let bare = matches!(status, 400 | 414 | 431)
+        && head.ends_with("\r\n\r\n")
+        && head.matches("\r\n\r\n").count() == 1
+        && !head.to_ascii_lowercase().contains("\r\ncontent-type:")
+        && !head
+            .to_ascii_lowercase()
+            .split("\r\n")
+            .any(|l| l.starts_with("content-length:") && l.trim_end() != "content-length: 0");
+    if !bare {
+        return None;
+    }
+    let status = axum::http::StatusCode::from_u16(status).ok()?;
+    let body = ApiError::for_status(status).body();
+    Some(
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// After a replaced answer the client may still be sending the rest of its oversized request;
+/// closing with unread bytes would reset the connection and could destroy the answer before the
+/// client reads it. So the stream is read and dropped for a moment first (a lingering close).
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.replaced {
+            return;
+        }
+        let (Some(mut stream), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        rt.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 16 * 1024];
+            let until = Instant::now() + Duration::from_secs(1);
+            let mut left = 4 * 1024 * 1024usize;
+            while left > 0 {
+                match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                    _ => break,
+                }
+            }
+        });
     }
 }
 
@@ -212,7 +321,7 @@ impl AsyncRead for Tracked {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = self.stream().poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
         }
@@ -226,11 +335,7 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
+        self.write_one(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -238,22 +343,54 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        // An error head comes alone; anything else is written as it comes, one slice at a time
+        // only while an envelope is being written.
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(first) if self.replacing.is_some() || bare_error_answer(first).is_some() => {
+                self.write_one(cx, first)
+            }
+            _ => {
+                let r = self.stream().poll_write_vectored(cx, bufs);
+                if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                    self.activity.touch();
+                }
+                r
+            }
         }
-        r
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.stream().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.stream().poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_error_answer;
+
+    #[test]
+    fn only_a_bare_400_414_or_431_head_is_replaced() {
+        let bare =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let out = String::from_utf8(bare_error_answer(bare).unwrap()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(out.contains("content-type: application/json") && out.contains("VALIDATION_ERROR"));
+        for kept in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n"[..],
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"{\"a\":1}",
+        ] {
+            assert!(bare_error_answer(kept).is_none(), "{}", String::from_utf8_lossy(kept));
+        }
     }
 }

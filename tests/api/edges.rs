@@ -90,3 +90,82 @@ async fn a_body_with_a_duplicate_key_is_400_naming_the_key_and_holds_nothing() {
         "{err}"
     );
 }
+
+/// Send `request` on a raw connection (writing in the background: the server may answer before
+/// it has read it all) and return the whole answer.
+async fn raw_exchange(app: &TestApp, request: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let conn = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&request).await;
+        wr
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        rd.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer within 10 s");
+    let _ = read;
+    writer.abort();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn assert_enveloped(answer: &str, status: u16) {
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{:.300}",
+        answer
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(v["error"]["code"], "VALIDATION_ERROR", "{v}");
+    assert_eq!(
+        v["error"]["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_control_byte_in_a_header_is_400_in_the_envelope() {
+    let app = spawn_app().await;
+    let answer = raw_exchange(
+        &app,
+        b"GET /actuator/health HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_enveloped(&answer, 400);
+}
+
+#[tokio::test]
+async fn a_200_kb_uri_is_414_in_the_envelope() {
+    let app = spawn_app().await;
+    let request = format!(
+        "GET /v1/reservations/rsv_{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    assert_enveloped(&raw_exchange(&app, request.into_bytes()).await, 414);
+}
+
+#[tokio::test]
+async fn a_1_mb_header_is_431_in_the_envelope() {
+    let app = spawn_app().await;
+    let request = format!(
+        "GET /actuator/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    assert_enveloped(&raw_exchange(&app, request.into_bytes()).await, 431);
+    let many: String = (0..5000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let request = format!("GET /actuator/health HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    assert_enveloped(&raw_exchange(&app, request.into_bytes()).await, 431);
+}
