@@ -7,6 +7,7 @@
 #   ./run_local.sh lint    cargo fmt --check and clippy -D warnings
 #   ./run_local.sh bench   the benchmarks under benches/
 #   ./run_local.sh bench-outbox  the outbox relay's drain rate and store requests per event, on moto
+#   ./run_local.sh soak    the embedded store's memory over rounds of create+cancel (scripts/soak.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -193,8 +194,9 @@ case "${1:-}" in
   lint) cmd_lint ;;
   bench) shift; cmd_bench "$@" ;;
   bench-outbox) cmd_bench_outbox ;;
+  soak) scripts/soak.sh ;;
   *)
-    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox}" >&2
+    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox|soak}" >&2
     exit 2
     ;;
 esac

@@ -74,6 +74,40 @@ pub struct DynamoSettings {
     pub timeout_ms: u64,
 }
 
+/// How long finished records are kept, and how the embedded store's sweeper removes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `OUTBOX_RETENTION_SECONDS`: a PUBLISHED event is removed this long after publication.
+    pub outbox_secs: i64,
+    /// `RESERVATION_RETENTION_SECONDS`: a CONFIRMED, CANCELLED or EXPIRED reservation (with its
+    /// order) is removed this long after its last change.
+    pub reservation_secs: i64,
+    /// `RETENTION_SWEEP_INTERVAL_MS`: how often the embedded store's sweeper runs.
+    pub sweep_interval_ms: u64,
+    /// `RETENTION_SWEEP_BATCH`: items removed per lock hold.
+    pub sweep_batch: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            outbox_secs: 3600,
+            reservation_secs: 86_400,
+            sweep_interval_ms: 1000,
+            sweep_batch: 500,
+        }
+    }
+}
+
+impl RetentionSettings {
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            outbox: chrono::Duration::seconds(self.outbox_secs),
+            reservations: chrono::Duration::seconds(self.reservation_secs),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct OutboxSettings {
     pub poll_interval_ms: u64,
@@ -397,6 +431,7 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     pub expiry_batch: usize,
     pub outbox: OutboxSettings,
+    pub retention: RetentionSettings,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`), for DynamoDB and EventBridge.
     pub aws_region: String,
     pub store: StoreKind,
@@ -436,6 +471,7 @@ impl Default for Config {
             catalog_file: None,
             expiry_interval_ms: 500,
             expiry_batch: 200,
+            retention: RetentionSettings::default(),
             outbox: OutboxSettings {
                 poll_interval_ms: 1000,
                 lease_secs: 30,
@@ -549,6 +585,18 @@ impl Config {
                 drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
                 backoff_base_ms: parse("OUTBOX_BACKOFF_BASE_MS", d.outbox.backoff_base_ms)?,
             },
+            retention: RetentionSettings {
+                outbox_secs: parse("OUTBOX_RETENTION_SECONDS", d.retention.outbox_secs)?,
+                reservation_secs: parse(
+                    "RESERVATION_RETENTION_SECONDS",
+                    d.retention.reservation_secs,
+                )?,
+                sweep_interval_ms: parse(
+                    "RETENTION_SWEEP_INTERVAL_MS",
+                    d.retention.sweep_interval_ms,
+                )?,
+                sweep_batch: parse("RETENTION_SWEEP_BATCH", d.retention.sweep_batch)?,
+            },
             events: EventBridgeSettings {
                 endpoint: var("EVENTBRIDGE_ENDPOINT"),
                 bus_name: var("EVENTBRIDGE_BUS_NAME").unwrap_or(d.events.bus_name),
@@ -602,6 +650,18 @@ impl Config {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
         }
         self.http.validate()?;
+        let r = &self.retention;
+        if r.outbox_secs < 1 || r.reservation_secs < 1 {
+            return Err(
+                "OUTBOX_RETENTION_SECONDS and RESERVATION_RETENTION_SECONDS must be positive"
+                    .into(),
+            );
+        }
+        if r.sweep_interval_ms == 0 || r.sweep_batch == 0 {
+            return Err(
+                "RETENTION_SWEEP_INTERVAL_MS and RETENTION_SWEEP_BATCH must be positive".into(),
+            );
+        }
         self.inventory_client.validate("INVENTORY")?;
         self.payment_client.validate("PAYMENT")?;
         if self.profile == Profile::Prod {

@@ -20,5 +20,6 @@ mod openapi;
 mod payment;
 mod races;
 mod rate_limits;
+mod retention;
 mod timed;
 mod workload;
