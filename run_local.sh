@@ -31,6 +31,10 @@ cmd_setup() {
     log "installing moto[server] into .venv"
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'moto[server]>=5.1,<6'
   fi
+  if [ ! -x .venv/bin/schemathesis ]; then
+    log "installing schemathesis into .venv"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'schemathesis>=4.32,<5'
+  fi
   setup_redis
 }
 
@@ -170,6 +174,14 @@ cmd_test() {
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed:: --skip ambiguous::
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
   stop_peers
+  run_schemathesis
+}
+
+# The served OpenAPI document against the server itself, time-bounded (scripts/schemathesis.sh).
+run_schemathesis() {
+  log "schemathesis against /v3/api-docs (${SCHEMATHESIS_MAX_TIME:-90} s)"
+  cargo build --locked --bin reservation-api
+  scripts/schemathesis.sh
 }
 
 cmd_bench() {

@@ -69,7 +69,12 @@ fn qty_field(
 ) -> Option<u32> {
     match map.get(name) {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
+        // An integral number written with a fraction (`2.0`) is the integer JSON Schema says it is.
+        Some(v) => match v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }) {
             Some(n) if (1..=u64::from(MAX_QTY)).contains(&n) => Some(n as u32),
             _ => {
                 errors.insert(
@@ -276,6 +281,13 @@ mod tests {
             );
         }
         assert!(CreateInput::parse(&json!({"event_id":"e","qty":10})).is_ok());
+        assert_eq!(
+            CreateInput::parse(&json!({"event_id":"e","qty":2.0}))
+                .unwrap()
+                .qty,
+            2
+        );
+        assert!(CreateInput::parse(&json!({"event_id":"e","qty":1e300})).is_err());
     }
 
     #[test]

@@ -169,3 +169,53 @@ async fn a_1_mb_header_is_431_in_the_envelope() {
     let request = format!("GET /actuator/health HTTP/1.1\r\nHost: x\r\n{many}\r\n");
     assert_enveloped(&raw_exchange(&app, request.into_bytes()).await, 431);
 }
+
+#[tokio::test]
+async fn the_openapi_document_carries_the_rules_the_server_enforces() {
+    let app = spawn_app().await;
+    let doc = app.get_json("/v3/api-docs").await;
+    let params = &doc["paths"]["/v1/reservations/{id}/confirm"]["post"]["parameters"];
+    let param = |name: &str| {
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))["schema"]
+            .clone()
+    };
+    let key = param("Idempotency-Key");
+    assert_eq!(
+        (key["minLength"].as_u64(), key["maxLength"].as_u64()),
+        (Some(1), Some(255))
+    );
+    assert_eq!(key["pattern"], "^[!-~]+$");
+    let id = param("id");
+    assert_eq!(id["pattern"], "^rsv_[A-Za-z0-9]+$");
+    assert_eq!(id["maxLength"], 64);
+    let schemas = &doc["components"]["schemas"];
+    let create = &schemas["CreateReservationBody"]["properties"];
+    assert_eq!(
+        (
+            create["qty"]["minimum"].as_u64(),
+            create["qty"]["maximum"].as_u64()
+        ),
+        (Some(1), Some(10))
+    );
+    assert_eq!(create["event_id"]["pattern"], "^[A-Za-z0-9_-]+$");
+    let seats = &create["seat_ids"];
+    assert_eq!(seats["uniqueItems"], true, "{seats}");
+    assert_eq!(seats["maxItems"], 10, "{seats}");
+    assert_eq!(seats["items"]["minLength"], 1, "{seats}");
+    assert_eq!(seats["items"]["maxLength"], 32, "{seats}");
+    assert_eq!(seats["items"]["pattern"], "^[A-Za-z0-9-]+$", "{seats}");
+    let intent = &schemas["ConfirmReservationBody"]["properties"]["payment_intent_id"];
+    assert_eq!(
+        (intent["minLength"].as_u64(), intent["maxLength"].as_u64()),
+        (Some(1), Some(128))
+    );
+    assert!(
+        intent["pattern"].as_str().unwrap().contains("u0000"),
+        "{intent}"
+    );
+}
