@@ -452,3 +452,47 @@ fn a_request_with_a_60_kb_id_writes_no_log_line_over_2_kb() {
         }
     }
 }
+
+#[test]
+fn every_variable_the_configuration_reads_is_in_the_readme_table() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let table: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| variable | default |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        table.lines().count() > 20,
+        "the configuration table was not found"
+    );
+    let source = std::fs::read_to_string(format!("{root}/src/config.rs")).unwrap();
+    // Every `parse("NAME"` and `var("NAME"`, wherever the call breaks its line.
+    let mut names = Vec::new();
+    for call in ["parse(", "var("] {
+        for rest in source.split(call).skip(1) {
+            let rest = rest.trim_start();
+            if let Some(name) = rest
+                .strip_prefix('"')
+                .and_then(|r| r.split('"').next())
+                .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    assert!(names.len() > 40, "{names:?}");
+    // `DYNAMODB_TABLE_RESERVATIONS` / `_ORDERS` …: a shared prefix is written once.
+    let listed = |name: &String| {
+        let short = name
+            .strip_prefix("DYNAMODB_TABLE")
+            .map(|s| format!("`{s}`"));
+        table.contains(&format!("`{name}`")) || short.is_some_and(|s| table.contains(&s))
+    };
+    let missing: Vec<_> = names.iter().filter(|n| !listed(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "read by src/config.rs but not in the README's configuration table: {missing:?}"
+    );
+}
