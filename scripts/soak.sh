@@ -3,19 +3,22 @@
 # retention, ROUNDS rounds of PAIRS create+cancel pairs, the process's RSS after each round and
 # after its cleanup (each pair gives its seat back, so the bundled catalogue suffices). Flat figures across rounds mean nothing is kept for ever. Run it by hand on
 # an otherwise idle machine (it is a measurement); nothing leaves 127.0.0.1.
-#   scripts/soak.sh            (PAIRS=20000 ROUNDS=3 WORKERS=8 by default)
+#   scripts/soak.sh            (PAIRS=20000 ROUNDS=3 WORKERS=8 SOAK_SETTLE_SECONDS=15 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PAIRS=${PAIRS:-20000}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-8}
-BIN=${CARGO_TARGET_DIR:-target}/release/reservation-api
+SETTLE=${SOAK_SETTLE_SECONDS:-15}
+# SOAK_BIN: an already built binary (skips the release build).
+BIN=${SOAK_BIN:-${CARGO_TARGET_DIR:-target}/release/reservation-api}
 
-cargo build --release --locked
+[ -n "${SOAK_BIN:-}" ] || cargo build --release --locked
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$data"' EXIT
 
 export DATA_DIR="$data" SERVER_HOST=127.0.0.1 SERVER_PORT="$port" RUST_LOG=warn
 export HOLD_TTL_SECONDS=5 IDEMPOTENCY_TTL_SECONDS=5 OUTBOX_RETENTION_SECONDS=5 RESERVATION_RETENTION_SECONDS=5
@@ -56,7 +59,7 @@ if failures:
     print(f"round {rnd}: {len(failures)} failed requests, e.g. {failures[:5]}")
 PY
   echo "round $round: after $PAIRS pairs: $(rss)"
-  sleep 15
+  sleep "$SETTLE"
   echo "round $round: after cleanup: $(rss)"
 done
 python3 -c "import urllib.request as u; print(u.urlopen('http://127.0.0.1:$port/actuator/prometheus').read().decode())" | grep '^store_items' || true
