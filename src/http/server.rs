@@ -261,6 +261,10 @@ impl Tracked {
 /// hyper's answer to a request it could not parse: a lone `HTTP/1.1 400|414|431` head without
 /// `Content-Type` and with no body. Answered here as the same status with the envelope.
 fn bare_error_answer(buf: &[u8]) -> Option<Vec<u8>> {
+    // Cheap first: every other write (any 2xx, any body) fails here.
+    if !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
     let head = std::str::from_utf8(buf).ok()?;
     let status: u16 = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
     let bare = matches!(status, 400 | 414 | 431)
