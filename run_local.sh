@@ -7,6 +7,7 @@
 #   ./run_local.sh lint    cargo fmt --check and clippy -D warnings
 #   ./run_local.sh bench   the benchmarks under benches/
 #   ./run_local.sh bench-outbox  the outbox relay's drain rate and store requests per event, on moto
+#   ./run_local.sh soak    the embedded store's memory over rounds of create+cancel (scripts/soak.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,6 +30,10 @@ cmd_setup() {
   if [ ! -x .venv/bin/moto_server ]; then
     log "installing moto[server] into .venv"
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'moto[server]>=5.1,<6'
+  fi
+  if [ ! -x .venv/bin/schemathesis ]; then
+    log "installing schemathesis into .venv"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'schemathesis>=4.32,<5'
   fi
   setup_redis
   setup_promtool
@@ -189,6 +194,14 @@ cmd_test() {
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed:: --skip ambiguous::
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
   stop_peers
+  run_schemathesis
+}
+
+# The served OpenAPI document against the server itself, time-bounded (scripts/schemathesis.sh).
+run_schemathesis() {
+  log "schemathesis against /v3/api-docs (${SCHEMATHESIS_MAX_TIME:-90} s)"
+  cargo build --locked --bin reservation-api
+  scripts/schemathesis.sh
 }
 
 cmd_bench() {
@@ -213,8 +226,9 @@ case "${1:-}" in
   lint) cmd_lint ;;
   bench) shift; cmd_bench "$@" ;;
   bench-outbox) cmd_bench_outbox ;;
+  soak) scripts/soak.sh ;;
   *)
-    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox}" >&2
+    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox|soak}" >&2
     exit 2
     ;;
 esac

@@ -74,6 +74,40 @@ pub struct DynamoSettings {
     pub timeout_ms: u64,
 }
 
+/// How long finished records are kept, and how the embedded store's sweeper removes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `OUTBOX_RETENTION_SECONDS`: a PUBLISHED event is removed this long after publication.
+    pub outbox_secs: i64,
+    /// `RESERVATION_RETENTION_SECONDS`: a CONFIRMED, CANCELLED or EXPIRED reservation (with its
+    /// order) is removed this long after its last change.
+    pub reservation_secs: i64,
+    /// `RETENTION_SWEEP_INTERVAL_MS`: how often the embedded store's sweeper runs.
+    pub sweep_interval_ms: u64,
+    /// `RETENTION_SWEEP_BATCH`: items removed per lock hold.
+    pub sweep_batch: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            outbox_secs: 3600,
+            reservation_secs: 86_400,
+            sweep_interval_ms: 1000,
+            sweep_batch: 500,
+        }
+    }
+}
+
+impl RetentionSettings {
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            outbox: chrono::Duration::seconds(self.outbox_secs),
+            reservations: chrono::Duration::seconds(self.reservation_secs),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct OutboxSettings {
     pub poll_interval_ms: u64,
@@ -219,6 +253,60 @@ impl GrpcClientSettings {
     }
 }
 
+/// The HTTP server's limits (`HTTP_…`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`: a request head must arrive within this, counted from when
+    /// the connection starts waiting for it (also between requests on a kept-alive HTTP/1.1
+    /// connection); else the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// `HTTP_IDLE_TIMEOUT_MS`: a connection that moved no byte for this long is closed gracefully.
+    pub idle_timeout_ms: u64,
+    /// `HTTP_REQUEST_TIMEOUT_MS`: the whole request's deadline (→ 504 `UPSTREAM_TIMEOUT`).
+    pub request_timeout_ms: u64,
+    /// `HTTP_MAX_CONNECTIONS`: open connections served at most.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            request_timeout_ms: 30_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn from_env() -> Result<Self, String> {
+        let d = Self::default();
+        Ok(Self {
+            header_read_timeout_ms: parse("HTTP_HEADER_READ_TIMEOUT_MS", d.header_read_timeout_ms)?,
+            idle_timeout_ms: parse("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout_ms)?,
+            request_timeout_ms: parse("HTTP_REQUEST_TIMEOUT_MS", d.request_timeout_ms)?,
+            max_connections: parse("HTTP_MAX_CONNECTIONS", d.max_connections)?,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("HTTP_HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
+            ("HTTP_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
+            ("HTTP_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&v) {
+                return Err(format!("{name} must be 1-3600000"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("HTTP_MAX_CONNECTIONS must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// `ADMISSION_MODE`: whether a create needs the waiting room's admission token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdmissionMode {
@@ -329,6 +417,7 @@ pub struct Config {
     pub profile: Profile,
     pub host: IpAddr,
     pub port: u16,
+    pub http: HttpSettings,
     pub hold_ttl_secs: i64,
     pub idempotency_ttl_secs: i64,
     pub idempotency_lease_secs: i64,
@@ -342,6 +431,7 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     pub expiry_batch: usize,
     pub outbox: OutboxSettings,
+    pub retention: RetentionSettings,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`), for DynamoDB and EventBridge.
     pub aws_region: String,
     pub store: StoreKind,
@@ -364,6 +454,7 @@ impl Default for Config {
             profile: Profile::Local,
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
+            http: HttpSettings::default(),
             hold_ttl_secs: 60,
             idempotency_ttl_secs: 300,
             idempotency_lease_secs: 10,
@@ -380,6 +471,7 @@ impl Default for Config {
             catalog_file: None,
             expiry_interval_ms: 500,
             expiry_batch: 200,
+            retention: RetentionSettings::default(),
             outbox: OutboxSettings {
                 poll_interval_ms: 1000,
                 lease_secs: 30,
@@ -455,6 +547,7 @@ impl Config {
             profile,
             host: parse("SERVER_HOST", d.host)?,
             port: parse("SERVER_PORT", d.port)?,
+            http: HttpSettings::from_env()?,
             hold_ttl_secs: parse("HOLD_TTL_SECONDS", d.hold_ttl_secs)?,
             idempotency_ttl_secs: parse("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_secs)?,
             idempotency_lease_secs: parse("IDEMPOTENCY_LEASE_SECONDS", d.idempotency_lease_secs)?,
@@ -491,6 +584,18 @@ impl Config {
                 linger_ms: parse("OUTBOX_LINGER_MS", d.outbox.linger_ms)?,
                 drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
                 backoff_base_ms: parse("OUTBOX_BACKOFF_BASE_MS", d.outbox.backoff_base_ms)?,
+            },
+            retention: RetentionSettings {
+                outbox_secs: parse("OUTBOX_RETENTION_SECONDS", d.retention.outbox_secs)?,
+                reservation_secs: parse(
+                    "RESERVATION_RETENTION_SECONDS",
+                    d.retention.reservation_secs,
+                )?,
+                sweep_interval_ms: parse(
+                    "RETENTION_SWEEP_INTERVAL_MS",
+                    d.retention.sweep_interval_ms,
+                )?,
+                sweep_batch: parse("RETENTION_SWEEP_BATCH", d.retention.sweep_batch)?,
             },
             events: EventBridgeSettings {
                 endpoint: var("EVENTBRIDGE_ENDPOINT"),
@@ -543,6 +648,19 @@ impl Config {
         }
         if self.outbox.max_attempts == 0 {
             return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
+        }
+        self.http.validate()?;
+        let r = &self.retention;
+        if r.outbox_secs < 1 || r.reservation_secs < 1 {
+            return Err(
+                "OUTBOX_RETENTION_SECONDS and RESERVATION_RETENTION_SECONDS must be positive"
+                    .into(),
+            );
+        }
+        if r.sweep_interval_ms == 0 || r.sweep_batch == 0 {
+            return Err(
+                "RETENTION_SWEEP_INTERVAL_MS and RETENTION_SWEEP_BATCH must be positive".into(),
+            );
         }
         self.inventory_client.validate("INVENTORY")?;
         self.payment_client.validate("PAYMENT")?;

@@ -34,6 +34,7 @@ use crate::service::expiry::HoldExpiry;
 use crate::service::{ReservationService, ServiceSettings};
 use crate::store::dynamo::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
+use crate::store::retention::RetentionSweeper;
 use crate::store::Store;
 
 /// The parts the service is made of; tests swap single parts.
@@ -178,7 +179,9 @@ pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
 /// The configured store; in local/dev with `DYNAMODB_AUTO_CREATE`, missing tables are created first.
 pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     match config.store {
-        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::with_retention(
+            config.retention.retention(),
+        ))),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
             let client = dynamodb_client(config).await;
@@ -189,7 +192,10 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
                     tracing::info!(tables = ?created, "created DynamoDB tables");
                 }
             }
-            Ok(Arc::new(DynamoStore::new(client, d.tables.clone())))
+            Ok(Arc::new(
+                DynamoStore::new(client, d.tables.clone())
+                    .with_retention(config.retention.retention()),
+            ))
         }
     }
 }
@@ -251,6 +257,8 @@ pub struct Application {
     relay: OutboxRelay,
     expiry: HoldExpiry,
     local_servers: Vec<LocalServer>,
+    http: crate::config::HttpSettings,
+    retention: RetentionSweeper,
 }
 
 impl Application {
@@ -281,6 +289,11 @@ impl Application {
             settings,
             wake.clone(),
         ));
+        let retention = RetentionSweeper::new(
+            deps.store.clone(),
+            Duration::from_millis(config.retention.sweep_interval_ms),
+            config.retention.sweep_batch,
+        );
         let relay = OutboxRelay::new(deps.store, deps.sink, wake, config.outbox.clone());
         let expiry = HoldExpiry::new(
             service.clone(),
@@ -294,6 +307,7 @@ impl Application {
             profile: config.profile.as_str(),
             store_kind: deps.store_kind,
             hold_ttl_secs: config.hold_ttl_secs,
+            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
             jwks: deps.jwks,
             admission: deps.admission,
             limits: {
@@ -308,6 +322,8 @@ impl Application {
             relay,
             expiry,
             local_servers: deps.local_servers,
+            http: config.http.clone(),
+            retention,
         })
     }
 
@@ -331,22 +347,23 @@ impl Application {
         let stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(stop.clone()));
         let expiry = tokio::spawn(self.expiry.run(stop.clone()));
+        let retention = tokio::spawn(self.retention.run(stop.clone()));
         let ready = self.state.ready.clone();
         let jwks = self.state.jwks.clone();
         let router = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "reservation-api listening");
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                ready.store(false, Ordering::Relaxed);
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await;
+        let served = http::server::serve(self.listener, router, &self.http, async move {
+            shutdown.await;
+            ready.store(false, Ordering::Relaxed);
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await;
         stop.cancel();
         if let Some(k) = jwks {
             k.stop();
         }
         let _ = expiry.await;
+        let _ = retention.await;
         let _ = relay.await;
         for s in self.local_servers {
             s.shutdown().await;

@@ -399,3 +399,100 @@ fn every_stdout_line_of_a_workload_is_json_with_the_readme_fields_and_its_reques
         assert_eq!(line["detail"]["trace_id"], trace(i).as_str(), "{line}");
     }
 }
+
+#[test]
+fn a_request_with_a_60_kb_id_writes_no_log_line_over_2_kb() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args(["token", "--sub", "u123"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (_child, port, lines) = serve(dir.path());
+    let id = format!("rsv_{}", "a".repeat(60 * 1024));
+    let trace = "0000000000000000000000000000060a";
+    for (method, path) in [
+        ("GET", format!("/v1/reservations/{id}")),
+        ("POST", format!("/v1/reservations/{id}/cancel")),
+    ] {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: k-{method}\r\ntraceparent: 00-{trace}-00f067aa0ba902b7-01\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 404"),
+            "{method}: {response:.200}"
+        );
+    }
+    // Every line until both access log lines are in: none over 2 KB, the path cut with a marker.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut access = 0;
+    while access < 2 {
+        let line = lines
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .expect("both access log lines within 10 s");
+        assert!(
+            line.len() <= 2048,
+            "a {} byte log line: {line:.300}…",
+            line.len()
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["message"] == "request" && v["trace_id"] == trace {
+            access += 1;
+            let path = v["path"].as_str().unwrap();
+            assert!(path.contains("…[cut: "), "{path:.300}");
+            assert!(
+                v.get("reservation_id").is_none(),
+                "logged once: {line:.300}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_variable_the_configuration_reads_is_in_the_readme_table() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let table: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| variable | default |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        table.lines().count() > 20,
+        "the configuration table was not found"
+    );
+    let source = std::fs::read_to_string(format!("{root}/src/config.rs")).unwrap();
+    // Every `parse("NAME"` and `var("NAME"`, wherever the call breaks its line.
+    let mut names = Vec::new();
+    for call in ["parse(", "var("] {
+        for rest in source.split(call).skip(1) {
+            let rest = rest.trim_start();
+            if let Some(name) = rest
+                .strip_prefix('"')
+                .and_then(|r| r.split('"').next())
+                .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    assert!(names.len() > 40, "{names:?}");
+    // `DYNAMODB_TABLE_RESERVATIONS` / `_ORDERS` …: a shared prefix is written once.
+    let listed = |name: &String| {
+        let short = name
+            .strip_prefix("DYNAMODB_TABLE")
+            .map(|s| format!("`{s}`"));
+        table.contains(&format!("`{name}`")) || short.is_some_and(|s| table.contains(&s))
+    };
+    let missing: Vec<_> = names.iter().filter(|n| !listed(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "read by src/config.rs but not in the README's configuration table: {missing:?}"
+    );
+}

@@ -8,6 +8,7 @@ use serde_json::Value;
 pub type FieldErrors = BTreeMap<String, String>;
 
 pub const MAX_QTY: u32 = 10;
+pub const MAX_INTENT_CHARS: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateInput {
@@ -33,6 +34,13 @@ pub fn is_event_id(s: &str) -> bool {
 fn is_seat_id(s: &str) -> bool {
     (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
+
+/// Ids and intents are printable text: a control character (NUL, newline, DEL, C1) is refused.
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+const NO_CONTROL: &str = "must not contain control characters";
 
 fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, FieldErrors> {
     body.as_object()
@@ -62,7 +70,12 @@ fn qty_field(
 ) -> Option<u32> {
     match map.get(name) {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
+        // An integral number written with a fraction (`2.0`) is the integer JSON Schema says it is.
+        Some(v) => match v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }) {
             Some(n) if (1..=u64::from(MAX_QTY)).contains(&n) => Some(n as u32),
             _ => {
                 errors.insert(
@@ -145,6 +158,14 @@ impl CreateInput {
 
         let user_id = opt_string(map, "user_id", &mut errors);
         let reservation_token = opt_string(map, "reservation_token", &mut errors);
+        for (name, value) in [
+            ("user_id", &user_id),
+            ("reservation_token", &reservation_token),
+        ] {
+            if value.as_deref().is_some_and(has_control) {
+                errors.insert(name.into(), NO_CONTROL.into());
+            }
+        }
 
         if !errors.is_empty() {
             return Err(errors);
@@ -165,12 +186,16 @@ impl ConfirmInput {
         let mut errors = FieldErrors::new();
         let id = opt_string(map, "payment_intent_id", &mut errors);
         match id {
-            Some(id) if (1..=128).contains(&id.chars().count()) => Ok(Self {
+            Some(id) if has_control(&id) => Err(FieldErrors::from([(
+                "payment_intent_id".to_owned(),
+                NO_CONTROL.to_owned(),
+            )])),
+            Some(id) if (1..=MAX_INTENT_CHARS).contains(&id.chars().count()) => Ok(Self {
                 payment_intent_id: id,
             }),
             Some(_) => Err(FieldErrors::from([(
                 "payment_intent_id".to_owned(),
-                "must be 1-128 characters".to_owned(),
+                format!("must be 1-{MAX_INTENT_CHARS} characters"),
             )])),
             None => {
                 errors
@@ -257,6 +282,27 @@ mod tests {
             );
         }
         assert!(CreateInput::parse(&json!({"event_id":"e","qty":10})).is_ok());
+        assert_eq!(
+            CreateInput::parse(&json!({"event_id":"e","qty":2.0}))
+                .unwrap()
+                .qty,
+            2
+        );
+        assert!(CreateInput::parse(&json!({"event_id":"e","qty":1e300})).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_ids_and_intents() {
+        for bad in ["pay\u{0}x", "pay\nx", "pay\u{7f}", "pay\u{85}"] {
+            let e = ConfirmInput::parse(&json!({ "payment_intent_id": bad })).unwrap_err();
+            assert_eq!(e["payment_intent_id"], NO_CONTROL, "{bad:?}");
+        }
+        let e = CreateInput::parse(
+            &json!({"event_id":"e","qty":1,"user_id":"u\u{0}","reservation_token":"t\r"}),
+        )
+        .unwrap_err();
+        assert!(e.contains_key("user_id") && e.contains_key("reservation_token"));
+        assert!(ConfirmInput::parse(&json!({"payment_intent_id":"pay_ü_1"})).is_ok());
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn server_span<B>(req: &axum::http::Request<B>) -> Span {
         otel.status_code = Empty,
         "http.request.method" = %method,
         "http.route" = route.as_deref(),
-        "url.path" = %req.uri().path(),
+        "url.path" = %crate::telemetry::logging::bounded(req.uri().path()),
         "url.scheme" = "http",
         "http.response.status_code" = Empty,
         "error.type" = Empty,
@@ -122,7 +122,7 @@ pub async fn request_context(req: Request<Body>, next: Next) -> Response {
     let facts = RequestFacts {
         method: req.method().clone(),
         route: route_of(&req).unwrap_or_else(|| "unmatched".into()),
-        path: req.uri().path().to_owned(),
+        path: crate::telemetry::logging::bounded(req.uri().path()).into_owned(),
     };
     let lang = Lang::negotiate(
         req.headers()

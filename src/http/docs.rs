@@ -52,12 +52,37 @@ change with the language."
         reservations::CreateReservationBody,
         reservations::ConfirmReservationBody,
     )),
-    modifiers(&BearerAuth, &AcceptLanguage),
+    modifiers(&BearerAuth, &AcceptLanguage, &SeatIdRules),
     tags((name = "reservations"), (name = "events"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// `seat_ids`' items carry the seat id rules (utoipa's field attributes reach the array only).
+struct SeatIdRules;
+
+impl Modify for SeatIdRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ArrayItems, ObjectBuilder, Schema, Type};
+        use utoipa::openapi::RefOr;
+        let body = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("CreateReservationBody"));
+        let Some(RefOr::T(Schema::Object(body))) = body else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Array(seats))) = body.properties.get_mut("seat_ids") {
+            let item = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(32))
+                .pattern(Some("^[A-Za-z0-9-]+$"));
+            seats.items = ArrayItems::RefOrSchema(Box::new(item.into()));
+        }
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -142,6 +142,13 @@ impl ApiError {
                 "VALIDATION_ERROR",
                 "Content-Type must be application/json",
             ),
+            400 => Self::new(status, "VALIDATION_ERROR", "the request is malformed"),
+            414 => Self::new(status, "VALIDATION_ERROR", "the URI is too long"),
+            431 => Self::new(
+                status,
+                "VALIDATION_ERROR",
+                "the request's headers are too large",
+            ),
             401 => Self::unauthenticated("authentication required"),
             408 | 504 => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,

@@ -6,6 +6,7 @@ use axum::http::{header, request::Parts, StatusCode};
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::strict_json::{self, StrictJsonError};
 use super::AppState;
 use crate::auth::AuthError;
 use crate::domain::FieldErrors;
@@ -120,11 +121,15 @@ impl<S: Send + Sync, const EMPTY_OK: bool> FromRequest<S> for JsonBody<EMPTY_OK>
         if !is_json(content_type.as_deref()) {
             return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::validation(
+        let value = strict_json::from_slice(&bytes).map_err(|e| match e {
+            StrictJsonError::DuplicateKey(key) => ApiError::validation(
+                format!("the body repeats the key {key:?}"),
+                FieldErrors::from([(key, "is given more than once".to_owned())]),
+            ),
+            StrictJsonError::Malformed(e) => ApiError::validation(
                 "the body is not valid JSON",
                 FieldErrors::from([("body".to_owned(), format!("malformed JSON: {e}"))]),
-            )
+            ),
         })?;
         Ok(Self(value))
     }

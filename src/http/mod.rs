@@ -9,6 +9,8 @@ pub mod my_reservations;
 pub mod rate_limit;
 pub mod reservations;
 pub mod seats;
+pub mod server;
+pub mod strict_json;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -41,6 +44,8 @@ pub struct AppState {
     /// The waiting room's admission check (`ADMISSION_MODE=redis`).
     pub admission: Option<Arc<Admission>>,
     pub limits: Arc<rate_limit::RateLimits>,
+    /// The whole request's deadline (`HTTP_REQUEST_TIMEOUT_MS`).
+    pub request_timeout: std::time::Duration,
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -75,6 +80,11 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/swagger-ui").url("/v3/api-docs", docs::ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the request context, so that its bare 408 is answered in the envelope (504).
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.request_timeout,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(context::request_context))
         .layer(context::trace_layer())

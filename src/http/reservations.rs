@@ -38,20 +38,32 @@ pub struct ErrorBody {
     details: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// Create body: `qty` (alias `quantity`) 1–10; `seat_ids` optional, exactly `qty` distinct ids.
+/// Create body: `qty` (alias `quantity`) 1–10; `seat_ids` optional, exactly `qty` distinct ids of
+/// the event's catalogue. An event or seat the catalogue does not have is 400 naming the field.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CreateReservationBody {
-    #[schema(example = "evt_2025_1001")]
+    #[schema(
+        example = "evt_2025_1001",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_-]+$"
+    )]
     event_id: String,
     #[schema(example = 2, minimum = 1, maximum = 10)]
     qty: u32,
-    #[schema(example = json!(["A-1", "A-2"]))]
-    seat_ids: Option<Vec<String>>,
+    /// Distinct seat ids, exactly `qty` of them.
+    #[schema(example = json!(["A-1", "A-2"]), min_items = 1, max_items = 10)]
+    seat_ids: Option<std::collections::BTreeSet<String>>,
     /// Must equal the token's `sub` when given (else 403 FORBIDDEN); best left out.
-    #[schema(example = "u123")]
+    #[schema(
+        example = "u123",
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     user_id: Option<String>,
     /// The waiting room's admission token: required when `ADMISSION_MODE=redis`; admits one hold.
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
     reservation_token: Option<String>,
 }
 
@@ -60,7 +72,12 @@ pub struct CreateReservationBody {
 pub struct ConfirmReservationBody {
     /// From the payment service. The bundled simulator approves any id except those containing
     /// `declined` (FAILED) or `pending` (PENDING).
-    #[schema(example = "pay_xyz789")]
+    #[schema(
+        example = "pay_xyz789",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     payment_intent_id: String,
 }
 
@@ -154,6 +171,22 @@ where
         .unwrap_or_else(|_| ApiError::internal().into_response())
 }
 
+/// A path id with a control character is refused; any other unknown id is simply not found. Only
+/// a well-formed id is noted for the request's log lines (a junk id is logged once, cut short, as
+/// the access log's path).
+fn path_id(id: &str) -> Result<(), ApiError> {
+    if crate::domain::input::has_control(id) {
+        return Err(validation(crate::domain::FieldErrors::from([(
+            "id".to_owned(),
+            "must not contain control characters".to_owned(),
+        )])));
+    }
+    if crate::domain::ids::is_reservation_id(id) {
+        trace::note_reservation(id);
+    }
+    Ok(())
+}
+
 fn validation(details: crate::domain::FieldErrors) -> ApiError {
     ApiError::validation("the request is invalid", details)
 }
@@ -164,7 +197,7 @@ fn validation(details: crate::domain::FieldErrors) -> ApiError {
     path = "/v1/reservations",
     tag = "reservations",
     request_body(content = CreateReservationBody, example = json!({"event_id": "evt_2025_1001", "qty": 2})),
-    params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; scoped to the user")),
+    params(("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; scoped to the user", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     responses(
         (status = 201, description = "Seats held", body = HoldCreated),
         (status = 400, description = "VALIDATION_ERROR or IDEMPOTENCY_REQUIRED", body = ErrorEnvelope, examples(
@@ -217,9 +250,10 @@ pub async fn create(
     get,
     path = "/v1/reservations/{id}",
     tag = "reservations",
-    params(("id" = String, Path, description = "rsv_…")),
+    params(("id" = String, Path, description = "rsv_…", min_length = 5, max_length = 64, pattern = "^rsv_[A-Za-z0-9]+$")),
     responses(
         (status = 200, description = "The reservation", body = ReservationView),
+        (status = 400, description = "VALIDATION_ERROR: the id has control characters", body = ErrorEnvelope, example = json!(error_example("VALIDATION_ERROR"))),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorEnvelope, example = json!(error_example("UNAUTHENTICATED"))),
         (status = 403, description = "FORBIDDEN: another user's reservation", body = ErrorEnvelope, example = json!(error_example("FORBIDDEN"))),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorEnvelope, example = json!(error_example("RESERVATION_NOT_FOUND"))),
@@ -235,7 +269,7 @@ pub async fn get_one(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ReservationView>, ApiError> {
-    trace::note_reservation(&id);
+    path_id(&id)?;
     Ok(Json(state.service.get(&caller, &id).await?))
 }
 
@@ -246,8 +280,8 @@ pub async fn get_one(
     tag = "reservations",
     request_body(content = ConfirmReservationBody, example = json!({"payment_intent_id": "pay_xyz789"})),
     params(
-        ("id" = String, Path, description = "rsv_…"),
-        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters"),
+        ("id" = String, Path, description = "rsv_…", min_length = 5, max_length = 64, pattern = "^rsv_[A-Za-z0-9]+$"),
+        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
     ),
     responses(
         (status = 200, description = "Confirmed; repeating with the same payment intent returns the same order", body = Confirmed),
@@ -280,7 +314,7 @@ pub async fn confirm(
     IdemKey(key): IdemKey,
     JsonBody(body): JsonBody<false>,
 ) -> Result<Response, ApiError> {
-    trace::note_reservation(&id);
+    path_id(&id)?;
     let input = ConfirmInput::parse(&body).map_err(validation)?;
     let fp = fingerprint("POST", "/v1/reservations/{id}/confirm", &[&id], &body);
     let scoped = key.scoped(&caller.user_id);
@@ -300,8 +334,8 @@ pub async fn confirm(
     path = "/v1/reservations/{id}/cancel",
     tag = "reservations",
     params(
-        ("id" = String, Path, description = "rsv_…"),
-        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters"),
+        ("id" = String, Path, description = "rsv_…", min_length = 5, max_length = 64, pattern = "^rsv_[A-Za-z0-9]+$"),
+        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
     ),
     responses(
         (status = 200, description = "Cancelled (also for an already cancelled reservation)", body = Cancelled),
@@ -333,7 +367,7 @@ pub async fn cancel(
     IdemKey(key): IdemKey,
     JsonBody(body): JsonBody<true>,
 ) -> Result<Response, ApiError> {
-    trace::note_reservation(&id);
+    path_id(&id)?;
     let fp = fingerprint("POST", "/v1/reservations/{id}/cancel", &[&id], &body);
     let scoped = key.scoped(&caller.user_id);
     Ok(idempotent(

@@ -1,6 +1,8 @@
 //! The embedded store: everything in one process, each operation atomic under one short lock.
 //!
 //! The lock is a plain `std::sync::Mutex` held for microseconds and never across an `.await`.
+//! What has outlived its retention is removed in small batches by [`Store::purge_expired`] (the
+//! `RetentionSweeper` calls it), each batch one short hold of the lock.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -9,7 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    ConflictKind, Settlement, Store, StoreAudit, StoreError, Transition, UserListPosition,
+    ConflictKind, Retention, Settlement, Store, StoreAudit, StoreError, Transition,
+    UserListPosition,
 };
 use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation, ReservationStatus};
 use crate::idempotency::{
@@ -29,6 +32,17 @@ struct State {
     by_reservation: HashMap<String, Vec<String>>,
     /// Each user's reservations by (created_at, id), for listing.
     by_user: HashMap<String, BTreeSet<(DateTime<Utc>, String)>>,
+    /// When each item may go, oldest first. An entry may be stale (the item changed or went since):
+    /// the purge checks the item itself before removing it.
+    expiring: BTreeSet<(DateTime<Utc>, Expiring, String)>,
+    retention: Retention,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Expiring {
+    Idempotency,
+    Outbox,
+    Reservation,
 }
 
 #[derive(Default)]
@@ -39,6 +53,15 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_retention(retention: Retention) -> Self {
+        Self {
+            state: Mutex::new(State {
+                retention,
+                ..State::default()
+            }),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -73,8 +96,35 @@ impl State {
                 r.status = RecordStatus::Completed;
                 r.response = Some(c.response.clone());
                 r.expires_at = c.ticket.expires_at;
+                self.expiring.insert((
+                    c.ticket.expires_at,
+                    Expiring::Idempotency,
+                    c.ticket.scoped_key.clone(),
+                ));
             }
         }
+    }
+
+    /// Handle at most `limit` due entries of the index (removing their items, or dropping a stale
+    /// entry); answers how many it handled.
+    fn purge(&mut self, now: DateTime<Utc>, limit: usize) -> usize {
+        let mut handled = 0;
+        for _ in 0..limit {
+            match self.expiring.first() {
+                Some((at, _, _)) if *at <= now => {}
+                _ => break,
+            }
+            let Some((_, kind, id)) = self.expiring.pop_first() else {
+                break;
+            };
+            match kind {
+                Expiring::Idempotency => self.purge_record(&id, now),
+                Expiring::Outbox => self.purge_event(&id),
+                Expiring::Reservation => self.purge_reservation(&id, now),
+            };
+            handled += 1;
+        }
+        handled
     }
 
     fn add_event(&mut self, e: &OutboxEvent) {
@@ -101,6 +151,8 @@ impl State {
                 e.status = OutboxStatus::Published;
                 e.published_at = Some(at);
                 e.attempts += 1;
+                self.expiring
+                    .insert((at + self.retention.outbox, Expiring::Outbox, id.to_owned()));
                 true
             }
             Settlement::Retry {
@@ -137,6 +189,60 @@ impl State {
                     .any(|id| self.unsettled.contains(id))
             })
     }
+
+    fn purge_record(&mut self, key: &str, now: DateTime<Utc>) {
+        // A record renewed since (completed, or taken again) has a later entry of its own.
+        if self
+            .idempotency
+            .get(key)
+            .is_some_and(|r| r.expires_at <= now)
+        {
+            self.idempotency.remove(key);
+        }
+    }
+
+    fn purge_event(&mut self, id: &str) {
+        // Only PUBLISHED events go; a FAILED one stays for operators.
+        if !self
+            .outbox
+            .get(id)
+            .is_some_and(|e| e.status == OutboxStatus::Published)
+        {
+            return;
+        }
+        let Some(e) = self.outbox.remove(id) else {
+            return;
+        };
+        if let Some(ids) = self.by_reservation.get_mut(&e.reservation_id) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_reservation.remove(&e.reservation_id);
+            }
+        }
+    }
+
+    fn purge_reservation(&mut self, id: &str, now: DateTime<Utc>) {
+        let retention = self.retention.reservations;
+        let due = self.reservations.get(id).is_some_and(|r| {
+            r.status != ReservationStatus::Hold && r.updated_at + retention <= now
+        });
+        if !due {
+            return;
+        }
+        let Some(r) = self.reservations.remove(id) else {
+            return;
+        };
+        if let Some(order) = &r.order_id {
+            self.orders.remove(order);
+        }
+        // The user's listing index goes with it, or the index would be what grows.
+        if let Some(mine) = self.by_user.get_mut(&r.user_id) {
+            mine.remove(&(r.created_at, r.id.clone()));
+            if mine.is_empty() {
+                self.by_user.remove(&r.user_id);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -158,6 +264,8 @@ impl Store for MemoryStore {
             return Ok(found);
         }
         let token = uuid::Uuid::new_v4().to_string();
+        s.expiring
+            .insert((now + lease, Expiring::Idempotency, scoped_key.to_owned()));
         s.idempotency.insert(
             scoped_key.to_owned(),
             IdempotencyRecord {
@@ -229,6 +337,10 @@ impl Store for MemoryStore {
         }
         if t.next.status == ReservationStatus::Hold {
             s.holds.insert((t.next.hold_expires_at, t.next.id.clone()));
+        } else {
+            let at = t.next.updated_at + s.retention.reservations;
+            s.expiring
+                .insert((at, Expiring::Reservation, t.next.id.clone()));
         }
         if let Some(o) = t.order {
             s.orders.insert(o.id.clone(), o.clone());
@@ -354,5 +466,19 @@ impl Store for MemoryStore {
             s.outbox.values().cloned().collect(),
             s.idempotency.values().cloned().collect(),
         ))
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        Ok(self.lock().purge(now, limit))
+    }
+
+    async fn item_counts(&self) -> Option<Vec<(&'static str, usize)>> {
+        let s = self.lock();
+        Some(vec![
+            ("reservations", s.reservations.len()),
+            ("orders", s.orders.len()),
+            ("idempotency", s.idempotency.len()),
+            ("outbox", s.outbox.len()),
+        ])
     }
 }

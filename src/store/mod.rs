@@ -5,6 +5,7 @@
 
 pub mod dynamo;
 pub mod memory;
+pub mod retention;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -183,6 +184,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// A full scan for audits and tests: every reservation, every event, every idempotency record.
     async fn audit(&self) -> Result<StoreAudit, StoreError>;
+
+    /// Remove what outlived its retention at `now`, in one small step of at most `limit` items;
+    /// answers how many it handled (fewer than `limit`: nothing more is due). A store whose
+    /// database expires items itself (DynamoDB's TTL) removes nothing here.
+    async fn purge_expired(&self, _now: DateTime<Utc>, _limit: usize) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    /// Items held, by kind (`reservations`, `orders`, `idempotency`, `outbox`), where counting is
+    /// cheap; `None` elsewhere.
+    async fn item_counts(&self) -> Option<Vec<(&'static str, usize)>> {
+        None
+    }
+}
+
+/// How long finished records are kept (`OUTBOX_RETENTION_SECONDS`,
+/// `RESERVATION_RETENTION_SECONDS`); idempotency records live their own TTL. FAILED events are
+/// kept until an operator redrives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// A PUBLISHED event, from its publication.
+    pub outbox: Duration,
+    /// A CONFIRMED, CANCELLED or EXPIRED reservation (and its order), from its last change.
+    pub reservations: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            outbox: Duration::seconds(3600),
+            reservations: Duration::seconds(86_400),
+        }
+    }
 }
 
 /// What a full scan found.

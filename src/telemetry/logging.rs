@@ -35,6 +35,28 @@ pub struct JsonLines;
 /// not as a string of escaped JSON.
 const JSON_FIELDS: &[&str] = &["detail"];
 
+/// The longest attacker-controlled value (a path, an id, a header) a log line carries.
+pub const LOG_VALUE_MAX_CHARS: usize = 256;
+
+/// The hard cap on any text field of a log line, whatever its source (a safety net: call sites
+/// that log request data cut it with [`bounded`] first).
+const FIELD_MAX_CHARS: usize = 1024;
+
+/// `value` cut to [`LOG_VALUE_MAX_CHARS`] characters, with a marker saying how much was left out:
+/// log each attacker-controlled value once, through this.
+pub fn bounded(value: &str) -> std::borrow::Cow<'_, str> {
+    bounded_to(value, LOG_VALUE_MAX_CHARS)
+}
+
+fn bounded_to(value: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(max_chars) {
+        None => value.into(),
+        Some((cut, _)) => {
+            format!("{}…[cut: {} more bytes]", &value[..cut], value.len() - cut).into()
+        }
+    }
+}
+
 struct Fields(Map<String, Value>);
 
 impl Fields {
@@ -44,7 +66,13 @@ impl Fields {
             .then(|| serde_json::from_str::<Value>(&value).ok())
             .flatten()
             .filter(Value::is_object);
-        let value = parsed.unwrap_or(Value::String(value));
+        let value = parsed.unwrap_or_else(|| {
+            let cut = match bounded_to(&value, FIELD_MAX_CHARS) {
+                std::borrow::Cow::Owned(cut) => Some(cut),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            Value::String(cut.unwrap_or(value))
+        });
         self.0.insert(field.name().into(), value);
     }
 }
@@ -217,4 +245,23 @@ pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
         .with(SpanFacts)
         .with(logs)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_keeps_short_values_and_cuts_long_ones_with_a_marker() {
+        assert_eq!(bounded("rsv_1"), "rsv_1");
+        let long = "é".repeat(60_000);
+        let cut = bounded(&long);
+        assert!(cut.starts_with(&"é".repeat(LOG_VALUE_MAX_CHARS)));
+        assert!(cut.ends_with("…[cut: 119488 more bytes]"), "{cut}");
+        assert!(cut.len() < 600);
+        assert_eq!(
+            bounded(&"x".repeat(LOG_VALUE_MAX_CHARS)).len(),
+            LOG_VALUE_MAX_CHARS
+        );
+    }
 }

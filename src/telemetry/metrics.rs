@@ -95,6 +95,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Store requests made by the outbox relay, by operation",
     ),
     (
+        "store_items",
+        Kind::Gauge,
+        "Items held by the embedded store, by kind (after each retention sweep)",
+    ),
+    (
         "auth_failures_total",
         Kind::Counter,
         "Bearer tokens refused, by reason",
@@ -270,6 +275,9 @@ fn known_series() -> Vec<(Kind, &'static str, Vec<Label>)> {
         }
     }
     out.push((Kind::Gauge, "outbox_pending_events", vec![]));
+    for kind in ["reservations", "orders", "idempotency", "outbox"] {
+        out.push((Kind::Gauge, "store_items", vec![Label::new("kind", kind)]));
+    }
     out
 }
 

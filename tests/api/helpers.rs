@@ -50,6 +50,11 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     };
     c.outbox.poll_interval_ms = 100;
     c.outbox.drain_timeout_ms = 1000;
+    // The shared client's pooled connections must not race the server's idle close (tests of the
+    // connection limits set short values of their own).
+    c.http.header_read_timeout_ms = 300_000;
+    c.http.idle_timeout_ms = 300_000;
+    c.http.request_timeout_ms = 300_000;
     // TEST_STORE=dynamodb runs the suite against DynamoDB (moto, at DYNAMODB_ENDPOINT), with
     // tables of its own per app.
     if std::env::var("TEST_STORE").as_deref() == Ok("dynamodb") {

@@ -8,6 +8,7 @@ mod peers;
 
 mod admission;
 mod ambiguous;
+mod edges;
 mod errors;
 mod expiry;
 mod grpc;
@@ -24,5 +25,6 @@ mod payment;
 mod races;
 mod rate_limits;
 mod seat_map;
+mod retention;
 mod timed;
 mod workload;

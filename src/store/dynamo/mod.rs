@@ -72,6 +72,8 @@ impl TableNames {
 pub struct DynamoStore {
     client: Client,
     tables: TableNames,
+    /// Written as each finished item's `ttl`, for DynamoDB's own expiry.
+    retention: super::Retention,
 }
 
 /// A client for `endpoint` (or AWS itself), built once at start-up. Credentials come from the
@@ -155,7 +157,15 @@ fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool 
 
 impl DynamoStore {
     pub fn new(client: Client, tables: TableNames) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            retention: super::Retention::default(),
+        }
+    }
+
+    pub fn with_retention(self, retention: super::Retention) -> Self {
+        Self { retention, ..self }
     }
 
     /// One transaction; `kinds[i]` says what a condition failure of item `i` means. A transaction
@@ -405,13 +415,15 @@ impl Store for DynamoStore {
                 tr.next,
                 tr.expected_version,
                 SHARDS,
+                self.retention.reservations,
             )?)
             .build()];
         let mut kinds = vec![ConflictKind::StaleReservation];
         if let Some(o) = tr.order {
+            let ttl = reservations::final_ttl(tr.next, self.retention.reservations);
             items.push(
                 TransactWriteItem::builder()
-                    .put(orders::put_new(&self.tables.orders, o)?)
+                    .put(orders::put_new(&self.tables.orders, o, ttl)?)
                     .build(),
             );
             kinds.push(ConflictKind::StaleReservation);
@@ -513,7 +525,14 @@ impl Store for DynamoStore {
         owner: &str,
         batch: &[(OutboxEvent, Settlement)],
     ) -> Result<Vec<String>, StoreError> {
-        outbox_relay::settle(&self.client, &self.tables.outbox, owner, batch).await
+        outbox_relay::settle(
+            &self.client,
+            &self.tables.outbox,
+            owner,
+            batch,
+            self.retention.outbox,
+        )
+        .await
     }
 
     async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError> {

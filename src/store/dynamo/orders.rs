@@ -36,10 +36,15 @@ pub fn from_item(item: &Item) -> Result<Order, StoreError> {
     })
 }
 
-pub fn put_new(table: &str, o: &Order) -> Result<Put, StoreError> {
+/// A new order; `ttl` (epoch seconds) is its reservation's, so that both go together.
+pub fn put_new(table: &str, o: &Order, ttl: Option<i64>) -> Result<Put, StoreError> {
+    let mut item = to_item(o);
+    if let Some(ttl) = ttl {
+        item.insert("ttl".into(), n(ttl));
+    }
     Put::builder()
         .table_name(table)
-        .set_item(Some(to_item(o)))
+        .set_item(Some(item))
         .condition_expression("attribute_not_exists(pk)")
         .build()
         .map_err(|e| StoreError::Internal(e.to_string()))

@@ -66,12 +66,13 @@ pub async fn settle(
     table: &str,
     owner: &str,
     batch: &[(OutboxEvent, Settlement)],
+    retention: chrono::Duration,
 ) -> Result<Vec<String>, StoreError> {
     let mut lost = Vec::new();
     for chunk in batch.chunks(MAX_BATCH) {
         let updates = chunk
             .iter()
-            .map(|(e, how)| settle_update(table, e, owner, how))
+            .map(|(e, how)| settle_update(table, e, owner, how, retention))
             .collect::<Result<Vec<_>, _>>()?;
         let applied = transact_each(client, "settle", updates, true).await?;
         lost.extend(
@@ -256,6 +257,7 @@ fn settle_update(
     e: &OutboxEvent,
     owner: &str,
     how: &Settlement,
+    retention: chrono::Duration,
 ) -> Result<Update, StoreError> {
     let u = Update::builder()
         .table_name(table)
@@ -267,11 +269,13 @@ fn settle_update(
     let u = match how {
         Settlement::Published { at } => u
             .update_expression(
-                "SET #status = :published, published_at = :at, attempts = attempts + :one \
-                 REMOVE pending_shard, due_at, lease_owner, lease_until",
+                "SET #status = :published, published_at = :at, attempts = attempts + :one, \
+                 #ttl = :ttl REMOVE pending_shard, due_at, lease_owner, lease_until",
             )
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":published", s(OutboxStatus::Published.as_str()))
             .expression_attribute_values(":at", t(*at))
+            .expression_attribute_values(":ttl", n((*at + retention).timestamp() + 1))
             .expression_attribute_values(":one", n(1)),
         Settlement::Retry {
             attempts,

@@ -70,16 +70,27 @@ pub fn put_new(table: &str, r: &Reservation, shards: u32) -> Result<Put, StoreEr
         .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
+/// When DynamoDB's TTL may remove a reservation in a final state (and its order): `retention`
+/// after its last change, in epoch seconds. A HOLD has none.
+pub fn final_ttl(r: &Reservation, retention: chrono::Duration) -> Option<i64> {
+    (r.status != ReservationStatus::Hold).then(|| (r.updated_at + retention).timestamp() + 1)
+}
+
 /// The next version: only if the stored one is still HOLD at `expected_version`.
 pub fn put_transition(
     table: &str,
     next: &Reservation,
     expected_version: u64,
     shards: u32,
+    retention: chrono::Duration,
 ) -> Result<Put, StoreError> {
+    let mut item = to_item(next, shards);
+    if let Some(ttl) = final_ttl(next, retention) {
+        item.insert("ttl".into(), n(ttl));
+    }
     Put::builder()
         .table_name(table)
-        .set_item(Some(to_item(next, shards)))
+        .set_item(Some(item))
         .condition_expression("#status = :hold AND #version = :expected")
         .expression_attribute_names("#status", "status")
         .expression_attribute_names("#version", "version")
@@ -105,5 +116,8 @@ mod tests {
         let item = to_item(&c, 8);
         assert_eq!(from_item(&item).unwrap(), c);
         assert!(!item.contains_key("expiry_at") && !item.contains_key("expiry_shard"));
+        let day = chrono::Duration::seconds(86_400);
+        assert_eq!(final_ttl(&r, day), None);
+        assert_eq!(final_ttl(&c, day), Some((now + day).timestamp() + 1));
     }
 }

@@ -11,6 +11,29 @@ use serde::Deserialize;
 use super::TableNames;
 
 pub const TABLES_JSON: &str = include_str!("../../../dynamodb/tables.json");
+/// The TTL of each table that has one (AWS CLI `update-time-to-live` input per table).
+pub const TTL_JSON: &str = include_str!("../../../dynamodb/ttl.json");
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TtlDef {
+    time_to_live_specification: TtlSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TtlSpec {
+    attribute_name: String,
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct TtlDefinitions {
+    reservations: TtlDef,
+    orders: TtlDef,
+    idempotency: TtlDef,
+    outbox: TtlDef,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -125,20 +148,31 @@ pub async fn create_missing(client: &Client, names: &TableNames) -> Result<Vec<S
         }
     }
     wait_active(client, names).await?;
-    if created.contains(&names.idempotency) {
+    let ttls: TtlDefinitions =
+        serde_json::from_str(TTL_JSON).map_err(|e| format!("dynamodb/ttl.json: {e}"))?;
+    for (name, ttl) in [
+        (&names.reservations, &ttls.reservations),
+        (&names.orders, &ttls.orders),
+        (&names.idempotency, &ttls.idempotency),
+        (&names.outbox, &ttls.outbox),
+    ] {
+        if !created.contains(name) {
+            continue;
+        }
+        let spec = &ttl.time_to_live_specification;
         client
             .update_time_to_live()
-            .table_name(&names.idempotency)
+            .table_name(name)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
-                    .attribute_name("ttl")
-                    .enabled(true)
+                    .attribute_name(&spec.attribute_name)
+                    .enabled(spec.enabled)
                     .build()
                     .map_err(|e| e.to_string())?,
             )
             .send()
             .await
-            .map_err(|e| format!("TTL on {}: {e:?}", names.idempotency))?;
+            .map_err(|e| format!("TTL on {name}: {e:?}"))?;
     }
     Ok(created)
 }
@@ -192,6 +226,15 @@ async fn wait_active(client: &Client, names: &TableNames) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_with_retention_has_a_ttl_on_the_attribute_the_store_writes() {
+        let d: TtlDefinitions = serde_json::from_str(TTL_JSON).unwrap();
+        for t in [&d.reservations, &d.orders, &d.idempotency, &d.outbox] {
+            assert_eq!(t.time_to_live_specification.attribute_name, "ttl");
+            assert!(t.time_to_live_specification.enabled);
+        }
+    }
 
     #[test]
     fn the_bundled_definitions_parse() {

@@ -2,6 +2,7 @@
 //! a breaker and a bulkhead that fail fast). `./run_local.sh test` runs them one at a time after
 //! the rest, so that the other tests' load does not blur what they measure.
 
+mod connections;
 mod events;
 mod faults;
 mod outbox_drain;

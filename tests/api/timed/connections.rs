@@ -1,0 +1,163 @@
+//! Connection hygiene: idle and slow connections are closed, the connection cap leaves health
+//! answerable, and no request outlives its deadline.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+async fn connect(app: &TestApp) -> TcpStream {
+    let addr = app.address.trim_start_matches("http://");
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Read until the server closes the connection (EOF or reset); how long it took, at most `limit`.
+async fn closed_within(conn: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), conn.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(|o| {
+        o.config.http.idle_timeout_ms = 500;
+        o.config.http.header_read_timeout_ms = 30_000;
+    })
+    .await;
+    // Never a byte.
+    let mut silent = connect(&app).await;
+    let took = closed_within(&mut silent, Duration::from_secs(5))
+        .await
+        .expect("a silent connection is closed");
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed too early: {took:?}"
+    );
+    // Kept alive after one request, then idle.
+    let mut kept = connect(&app).await;
+    kept.write_all(b"GET /actuator/health/liveness HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let took = closed_within(&mut kept, Duration::from_secs(5))
+        .await
+        .expect("an idle kept-alive connection is closed");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
+    let app = spawn_app_with(|o| {
+        o.config.http.header_read_timeout_ms = 1000;
+        o.config.http.idle_timeout_ms = 30_000;
+    })
+    .await;
+    let mut conn = connect(&app).await;
+    conn.write_all(b"GET /actuator/health/liveness HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // One header byte every 200 ms: never idle, never a whole head.
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        if conn.write_all(b"X").await.is_err() {
+            break Some(started.elapsed());
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(200), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break Some(started.elapsed()),
+            _ => {}
+        }
+    };
+    let took = closed.expect("the slowloris connection was still open after 10 s");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_connection_cap_reached_liveness_still_answers_within_a_second() {
+    let app = spawn_app_with(|o| o.config.http.max_connections = 4).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect(&app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let r = fresh()
+        .get(app.url("/actuator/health/liveness"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("liveness answers with the cap reached");
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Past the cap, the API itself asks the client to come back, in the envelope.
+    let r = fresh()
+        .get(app.url("/v1/reservations/rsv_x"))
+        .bearer_auth(token("u1"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("connection").unwrap(), "close");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_error(r, 503, "UPSTREAM_UNAVAILABLE").await;
+    // Once a connection goes, the next one is served in full again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = fresh()
+        .get(app.url("/v1/reservations/rsv_x"))
+        .bearer_auth(token("u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "RESERVATION_NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_its_deadline_is_504_in_the_envelope() {
+    let app = spawn_app_with(|o| o.config.http.request_timeout_ms = 500).await;
+    let mut conn = connect(&app).await;
+    // A body announced at 100 bytes of which 10 arrive.
+    let head = format!(
+        "POST /v1/reservations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nIdempotency-Key: k-slow\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"qty\": 1,",
+        token("u1")
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("}}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains(r#""code":"UPSTREAM_TIMEOUT""#), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
