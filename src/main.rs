@@ -1,6 +1,6 @@
 use clap::Parser;
 use reservation_api::auth::{dev_key, jwt};
-use reservation_api::cli::{Cli, Command, InventoryAction, TablesAction};
+use reservation_api::cli::{Cli, Command, ConfigAction, InventoryAction, TablesAction};
 use reservation_api::config::{Config, Profile};
 use reservation_api::grpc::inventory_server::InventoryGrpc;
 use reservation_api::grpc::local;
@@ -16,6 +16,9 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Config {
+            action: ConfigAction::Check,
+        } => config_check(),
         Command::Token { sub, ttl } => token(&sub, ttl),
         Command::Tables {
             action: TablesAction::Create,
@@ -38,13 +41,29 @@ async fn main() {
     }
 }
 
-async fn serve() -> Result<(), String> {
-    // A configuration the service refuses is one line on stderr and exit code 2, before anything
-    // listens (a crash-looping pod shows why at once).
-    let config = Config::from_env().unwrap_or_else(|e| {
-        eprintln!("reservation-api: {e}");
+/// The configuration `serve` reads, or each problem on its own stderr line and exit code 2.
+fn config_or_exit() -> Config {
+    Config::check_env().unwrap_or_else(|problems| {
+        for p in problems {
+            eprintln!("reservation-api: {p}");
+        }
         std::process::exit(2)
-    });
+    })
+}
+
+/// `config check`: the same reading and validation as `serve`, without building anything.
+fn config_check() -> Result<(), String> {
+    let config = config_or_exit();
+    for line in config.describe() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn serve() -> Result<(), String> {
+    // A configuration the service refuses is one line per problem on stderr and exit code 2,
+    // before anything listens (a crash-looping pod shows why at once).
+    let config = config_or_exit();
     logging::init();
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal())
