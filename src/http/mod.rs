@@ -39,6 +39,8 @@ pub struct AppState {
     /// The waiting room's admission check (`ADMISSION_MODE=redis`).
     pub admission: Option<Arc<Admission>>,
     pub limits: Arc<rate_limit::RateLimits>,
+    /// The inventory and payment servers' health checks (readiness: `inventory`, `payment`).
+    pub peers: Vec<Arc<crate::grpc::health::PeerHealth>>,
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -19,5 +19,6 @@ mod openapi;
 mod payment;
 mod races;
 mod rate_limits;
+mod readiness;
 mod timed;
 mod workload;
