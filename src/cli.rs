@@ -55,6 +55,15 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Exit 0 when a server is healthy: `http://host:port/path` answers 2xx, or `grpc://host:port`
+    /// answers `grpc.health.v1` SERVING. For container HEALTHCHECKs (the runtime image has no curl).
+    Probe {
+        /// `http://…` or `grpc://host:port`.
+        url: String,
+        /// The gRPC service to ask about (default: the server as a whole).
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Run the payment simulator as a `payment.v1.PaymentService` gRPC server.
     Payment {
         /// The address to listen on.

@@ -34,6 +34,7 @@ async fn main() {
             metrics_listen,
         } => inventory(listen, catalog, metrics_listen).await,
         Command::Payment { listen } => payment(listen).await,
+        Command::Probe { url, service } => probe(&url, &service).await,
     };
     if let Err(e) = result {
         eprintln!("reservation-api: {e}");
@@ -115,6 +116,33 @@ async fn seed(catalog: &std::path::Path) -> Result<(), String> {
         d.tables.seats, r.events, r.rows, r.seats
     );
     Ok(())
+}
+
+async fn probe(url: &str, service: &str) -> Result<(), String> {
+    if let Some(addr) = url.strip_prefix("grpc://") {
+        let settings = reservation_api::config::GrpcClientSettings {
+            timeout_ms: 1000,
+            ..Default::default()
+        };
+        return reservation_api::grpc::health::PeerHealth::new("probe", service, addr, &settings)?
+            .check()
+            .await
+            .map_err(|e| format!("{url}: {e}"));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", r.status()))
+    }
 }
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {

@@ -476,3 +476,56 @@ fn config_check_exits_2_with_one_line_per_problem() {
     assert_eq!(serve.status.code(), Some(2));
     assert_eq!(String::from_utf8(serve.stderr).unwrap(), stderr);
 }
+
+#[test]
+fn probe_checks_http_and_grpc_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_app, port, _lines) = serve(dir.path());
+    let probe = |url: String| {
+        command(dir.path())
+            .args(["probe", &url])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(
+        probe(format!("http://127.0.0.1:{port}/actuator/health/liveness")),
+        Some(0)
+    );
+    assert_eq!(probe(format!("http://127.0.0.1:{port}/nope")), Some(1));
+    // A standalone payment simulator answers grpc.health.v1.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    assert_eq!(
+        probe(format!("grpc://{addr}")),
+        Some(1),
+        "nothing listens yet"
+    );
+    let _payment = Running(
+        command(dir.path())
+            .args(["payment", "--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while probe(format!("grpc://{addr}")) != Some(0) {
+        assert!(
+            Instant::now() < until,
+            "the payment simulator never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = command(dir.path())
+        .args([
+            "probe",
+            &format!("grpc://{addr}"),
+            "--service",
+            "payment.v1.PaymentService",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
