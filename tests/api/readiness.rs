@@ -73,8 +73,7 @@ async fn readiness_turns_down_while_the_inventory_is_unreachable_and_up_when_it_
         loop {
             match TcpListener::bind(addr).await {
                 Ok(l) => break l,
-                Err(e) if Instant::now() < until => {
-                    let _ = e;
+                Err(_) if Instant::now() < until => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
                 Err(e) => panic!("rebind {addr}: {e}"),
