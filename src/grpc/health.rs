@@ -44,13 +44,21 @@ impl PeerHealth {
         address: &str,
         settings: &GrpcClientSettings,
     ) -> Result<Self, String> {
-        let channel = super::channel(address, settings)?;
+        // Not a hot-path call: a busy peer's health answer may take longer than one call's
+        // deadline without making the replica unready; still well within a probe's timeout.
+        let timeout_ms = settings.timeout_ms.clamp(1000, 2000);
+        let channel = super::channel(
+            address,
+            &GrpcClientSettings {
+                timeout_ms,
+                ..settings.clone()
+            },
+        )?;
         Ok(Self {
             name,
             service: service.to_owned(),
             client: HealthClient::new(channel),
-            // A probe is not a hot-path call: allow for a slow connect, within a probe's second.
-            timeout: Duration::from_millis(settings.timeout_ms.clamp(250, 1000)),
+            timeout: Duration::from_millis(timeout_ms),
         })
     }
 
