@@ -11,7 +11,7 @@ import json
 import os
 import re
 import subprocess
-import time
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -196,6 +196,8 @@ def running():
             if log.get("message") == message:
                 addrs[name] = log["addr"]
                 break
+        # Keep reading, so that a full pipe never blocks the server's logging.
+        threading.Thread(target=p.stdout.read, daemon=True).start()
     yield addrs
     for p in procs:
         p.terminate()
