@@ -1,13 +1,13 @@
-# reservation-api container image.
+# reservation-api container image: one binary for the API (`serve`), the seat inventory
+# (`inventory`) and the payment simulator (`payment`).
 #
-# Build (BuildKit is required for the cache mounts; it is the default builder in Docker 23+):
-#   docker build -t reservation-api:dev .
-# Run (local profile: embedded store, bundled inventory, development JWT key):
-#   docker run --rm -p 8080:8080 reservation-api:dev
+#   docker build -t reservation-api:0.1.0 .
+#   docker run --rm -p 8080:8080 reservation-api:0.1.0                     # local profile
+#   docker run --rm reservation-api:0.1.0 config check                     # what `serve` would read
 #
-# The builder keeps the cargo registry, git checkouts and target/ in BuildKit cache mounts, so
-# a rebuild after a source edit recompiles only this crate, not the ~360 dependencies.
-# protoc is not needed: build.rs compiles the .proto files with the pure-Rust protox.
+# No Docker engine runs in this project's CI: the image itself is not built there. The Dockerfile
+# is linted with hadolint, and it builds exactly what `cargo build --release --locked` builds,
+# which CI does build. protoc is not needed: build.rs compiles proto/ with the pure-Rust protox.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -22,61 +22,50 @@ ENV CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0 \
     CARGO_NET_RETRY=5
 
-# The whole (docker-ignored) context: Cargo.toml/Cargo.lock, build.rs, proto/, catalog/ (compiled
-# into the binary with include_str!), src/, and tests/ and benches/ (cargo resolves every declared
-# target when it reads the manifest).
+# The (docker-ignored) context: Cargo.toml/Cargo.lock, build.rs, proto/, catalog/ and
+# dynamodb/tables.json (compiled in with include_str!), src/, tests/ and benches/ (cargo resolves
+# every declared target when it reads the manifest).
 COPY . .
 
-# target/ lives in a cache mount, which is not part of the image: copy the binary out of it.
+# BuildKit cache mounts keep the registry and target/ between builds; target/ is not part of the
+# image, so the binary is copied out of it. An empty, app-owned data folder is made here because
+# the runtime image has no shell.
 RUN --mount=type=cache,id=cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
-    --mount=type=cache,id=cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=reservation-api-target,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin reservation-api \
+    cargo build --release --locked \
     && install -D -m 0755 target/release/reservation-api /out/reservation-api \
-    && /out/reservation-api --version
+    && /out/reservation-api --version \
+    && mkdir -p /out/data
 
 ############################
-# Runtime
+# Runtime: distroless (glibc, libgcc, CA certificates; no shell, no package manager)
 ############################
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 
 ARG APP_UID=10001
-ARG APP_GID=10001
-
-# ca-certificates: TLS to AWS (DynamoDB, EventBridge, STS for IRSA) and to the OIDC issuer's JWKS.
-# Versions are not pinned: the slim base is rebuilt often and pins would go stale.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system --gid "${APP_GID}" app \
-    && useradd --system --uid "${APP_UID}" --gid app --home-dir /app --no-create-home \
-       --shell /usr/sbin/nologin app \
-    && mkdir -p /app/data \
-    && chown -R "${APP_UID}:${APP_GID}" /app
 
 COPY --from=builder /out/reservation-api /usr/local/bin/reservation-api
 # The bundled catalogue is compiled in; a copy is kept for `inventory --catalog` / CATALOG_FILE.
-COPY --chown=${APP_UID}:${APP_GID} catalog/ /app/catalog/
+COPY --chown=10001:10001 catalog/ /app/catalog/
+# DATA_DIR, the one path the service may write (mount a volume there under a read-only root).
+COPY --from=builder --chown=10001:10001 /out/data /app/data
 
 WORKDIR /app
-
-# Defaults only; compose files and the k8s ConfigMap set the profile and the rest (CONTRACT §9).
-# DATA_DIR is the one writable path the service needs (mount a volume there when the root
-# filesystem is read-only).
 ENV SERVER_PORT=8080 \
     DATA_DIR=/app/data \
     RUST_LOG=info
 
-# Numeric user so that Kubernetes' runAsNonRoot can verify it.
-USER ${APP_UID}:${APP_GID}
+# Numeric, so that Kubernetes' runAsNonRoot can verify it.
+USER ${APP_UID}:${APP_UID}
 
-EXPOSE 8080
+EXPOSE 8080 9090 9091
 
-# No HEALTHCHECK: the slim image has no curl/wget; Kubernetes probes /actuator/health/liveness
-# and /actuator/health/readiness, and docker-compose.dev.yml probes from its own side.
-# The service drains in-flight requests and flushes the outbox relay on SIGTERM.
+# The binary probes itself (no curl in the image). For the `inventory` and `payment` subcommands
+# override it, e.g. `reservation-api probe grpc://127.0.0.1:9090` (the compose files do).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/reservation-api", "probe", "http://127.0.0.1:8080/actuator/health/liveness"]
+
+# SIGTERM drains in-flight requests and lets the outbox relay publish what is due.
 STOPSIGNAL SIGTERM
-
 ENTRYPOINT ["/usr/local/bin/reservation-api"]
 CMD ["serve"]

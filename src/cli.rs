@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `token`, `tables`, and the bundled gRPC peers
+//! The command line: `serve` (the default), `config check`, `token`, `tables`, and the bundled gRPC peers
 //! `inventory` and `payment`.
 
 use std::net::SocketAddr;
@@ -50,6 +50,20 @@ pub enum Command {
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Check the configuration `serve` would read from the environment, contacting nothing.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Exit 0 when a server is healthy: `http://host:port/path` answers 2xx, or `grpc://host:port`
+    /// answers `grpc.health.v1` SERVING. For container HEALTHCHECKs (the runtime image has no curl).
+    Probe {
+        /// `http://…` or `grpc://host:port`.
+        url: String,
+        /// The gRPC service to ask about (default: the server as a whole).
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Run the payment simulator as a `payment.v1.PaymentService` gRPC server.
     Payment {
         /// The address to listen on.
@@ -67,6 +81,13 @@ pub enum InventoryAction {
         #[arg(long)]
         catalog: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Apply every validation of `serve`; print the effective configuration (secrets redacted) and
+    /// exit 0, or print one line per problem on stderr and exit 2.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]

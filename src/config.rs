@@ -186,32 +186,28 @@ impl Default for GrpcClientSettings {
 }
 
 impl GrpcClientSettings {
-    pub fn from_env(prefix: &str) -> Result<Self, String> {
+    fn read(r: &mut Reader, prefix: &str) -> Self {
         let d = Self::default();
         let name = |s: &str| format!("{prefix}_{s}");
-        Ok(Self {
-            timeout_ms: parse(&name("TIMEOUT_MS"), d.timeout_ms)?,
-            max_concurrent: parse(&name("MAX_CONCURRENT"), d.max_concurrent)?,
-            retry_max_attempts: parse(&name("RETRY_MAX_ATTEMPTS"), d.retry_max_attempts)?,
-            retry_backoff_ms: parse(&name("RETRY_BACKOFF_MS"), d.retry_backoff_ms)?,
-            retry_max_backoff_ms: parse(&name("RETRY_MAX_BACKOFF_MS"), d.retry_max_backoff_ms)?,
-            cb_failure_rate_percent: parse(
-                &name("CB_FAILURE_RATE_PERCENT"),
-                d.cb_failure_rate_percent,
-            )?,
-            cb_slow_call_ms: match var(&name("CB_SLOW_CALL_MS")) {
-                None => None,
-                Some(_) => Some(parse(&name("CB_SLOW_CALL_MS"), 0)?),
-            },
-            cb_slow_call_rate_percent: parse(
+        Self {
+            timeout_ms: r.parse(&name("TIMEOUT_MS"), d.timeout_ms),
+            max_concurrent: r.parse(&name("MAX_CONCURRENT"), d.max_concurrent),
+            retry_max_attempts: r.parse(&name("RETRY_MAX_ATTEMPTS"), d.retry_max_attempts),
+            retry_backoff_ms: r.parse(&name("RETRY_BACKOFF_MS"), d.retry_backoff_ms),
+            retry_max_backoff_ms: r.parse(&name("RETRY_MAX_BACKOFF_MS"), d.retry_max_backoff_ms),
+            cb_failure_rate_percent: r
+                .parse(&name("CB_FAILURE_RATE_PERCENT"), d.cb_failure_rate_percent),
+            cb_slow_call_ms: var(&name("CB_SLOW_CALL_MS"))
+                .map(|_| r.parse(&name("CB_SLOW_CALL_MS"), d.slow_call_ms())),
+            cb_slow_call_rate_percent: r.parse(
                 &name("CB_SLOW_CALL_RATE_PERCENT"),
                 d.cb_slow_call_rate_percent,
-            )?,
-            cb_minimum_calls: parse(&name("CB_MINIMUM_CALLS"), d.cb_minimum_calls)?,
-            cb_window_secs: parse(&name("CB_WINDOW_SECONDS"), d.cb_window_secs)?,
-            cb_open_ms: parse(&name("CB_OPEN_MS"), d.cb_open_ms)?,
-            cb_half_open_calls: parse(&name("CB_HALF_OPEN_CALLS"), d.cb_half_open_calls)?,
-        })
+            ),
+            cb_minimum_calls: r.parse(&name("CB_MINIMUM_CALLS"), d.cb_minimum_calls),
+            cb_window_secs: r.parse(&name("CB_WINDOW_SECONDS"), d.cb_window_secs),
+            cb_open_ms: r.parse(&name("CB_OPEN_MS"), d.cb_open_ms),
+            cb_half_open_calls: r.parse(&name("CB_HALF_OPEN_CALLS"), d.cb_half_open_calls),
+        }
     }
 
     /// The slow-call threshold: as configured, or 80 % of the deadline.
@@ -221,35 +217,46 @@ impl GrpcClientSettings {
             .max(1)
     }
 
+    /// The first problems, joined on one line, if any.
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        let bad = |what: &str| Err(format!("{prefix}_{what}"));
+        let mut out = Vec::new();
+        self.problems(prefix, &mut out);
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(out.join("; "))
+        }
+    }
+
+    /// Every problem of these settings, one line each.
+    pub fn problems(&self, prefix: &str, out: &mut Vec<String>) {
+        let mut bad = |what: &str| out.push(format!("{prefix}_{what}"));
         if !(1..=60_000).contains(&self.timeout_ms) {
-            return bad("TIMEOUT_MS must be 1-60000");
+            bad("TIMEOUT_MS must be 1-60000");
         }
         if self.max_concurrent == 0 {
-            return bad("MAX_CONCURRENT must be positive");
+            bad("MAX_CONCURRENT must be positive");
         }
         if !(1..=10).contains(&self.retry_max_attempts) {
-            return bad("RETRY_MAX_ATTEMPTS must be 1-10");
+            bad("RETRY_MAX_ATTEMPTS must be 1-10");
         }
         if self.retry_backoff_ms > self.retry_max_backoff_ms {
-            return bad("RETRY_BACKOFF_MS must not exceed RETRY_MAX_BACKOFF_MS");
+            bad("RETRY_BACKOFF_MS must not exceed RETRY_MAX_BACKOFF_MS");
         }
         if !(1..=100).contains(&self.cb_failure_rate_percent)
             || !(1..=100).contains(&self.cb_slow_call_rate_percent)
         {
-            return bad("CB_FAILURE_RATE_PERCENT and CB_SLOW_CALL_RATE_PERCENT must be 1-100");
+            bad("CB_FAILURE_RATE_PERCENT and CB_SLOW_CALL_RATE_PERCENT must be 1-100");
         }
         if self.cb_slow_call_ms == Some(0) {
-            return bad("CB_SLOW_CALL_MS must be positive");
+            bad("CB_SLOW_CALL_MS must be positive");
         }
         if self.cb_minimum_calls == 0 || self.cb_half_open_calls == 0 || self.cb_open_ms == 0 {
-            return bad("CB_MINIMUM_CALLS, CB_HALF_OPEN_CALLS and CB_OPEN_MS must be positive");
+            bad("CB_MINIMUM_CALLS, CB_HALF_OPEN_CALLS and CB_OPEN_MS must be positive");
         }
         if !(1..=3600).contains(&self.cb_window_secs) {
-            return bad("CB_WINDOW_SECONDS must be 1-3600");
+            bad("CB_WINDOW_SECONDS must be 1-3600");
         }
-        Ok(())
     }
 }
 
@@ -280,30 +287,30 @@ impl Default for HttpSettings {
 }
 
 impl HttpSettings {
-    pub fn from_env() -> Result<Self, String> {
+    fn read(r: &mut Reader) -> Self {
         let d = Self::default();
-        Ok(Self {
-            header_read_timeout_ms: parse("HTTP_HEADER_READ_TIMEOUT_MS", d.header_read_timeout_ms)?,
-            idle_timeout_ms: parse("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout_ms)?,
-            request_timeout_ms: parse("HTTP_REQUEST_TIMEOUT_MS", d.request_timeout_ms)?,
-            max_connections: parse("HTTP_MAX_CONNECTIONS", d.max_connections)?,
-        })
+        Self {
+            header_read_timeout_ms: r.parse("HTTP_HEADER_READ_TIMEOUT_MS", d.header_read_timeout_ms),
+            idle_timeout_ms: r.parse("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout_ms),
+            request_timeout_ms: r.parse("HTTP_REQUEST_TIMEOUT_MS", d.request_timeout_ms),
+            max_connections: r.parse("HTTP_MAX_CONNECTIONS", d.max_connections),
+        }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    /// Every problem of these settings, one line each.
+    pub fn problems(&self, out: &mut Vec<String>) {
         for (name, v) in [
             ("HTTP_HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
             ("HTTP_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
             ("HTTP_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
         ] {
             if !(1..=3_600_000).contains(&v) {
-                return Err(format!("{name} must be 1-3600000"));
+                out.push(format!("{name} must be 1-3600000"));
             }
         }
         if self.max_connections == 0 {
-            return Err("HTTP_MAX_CONNECTIONS must be positive".into());
+            out.push("HTTP_MAX_CONNECTIONS must be positive".into());
         }
-        Ok(())
     }
 }
 
@@ -508,20 +515,44 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn parse<T: FromStr>(name: &str, default: T) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e| format!("{name}={v:?}: {e}")),
+/// Reads the variables, keeping every one that does not parse (with its default in its place) so
+/// that `config check` reports them all at once rather than the first.
+#[derive(Default)]
+struct Reader {
+    problems: Vec<String>,
+}
+
+impl Reader {
+    fn parse<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: std::fmt::Display,
+    {
+        match var(name) {
+            None => default,
+            Some(v) => match v.trim().parse() {
+                Ok(x) => x,
+                Err(e) => {
+                    self.problems.push(format!("{name}={v:?}: {e}"));
+                    default
+                }
+            },
+        }
     }
 }
 
 impl Config {
+    /// The configuration of the environment, validated (`serve` and every subcommand); the
+    /// problems joined on one line.
     pub fn from_env() -> Result<Self, String> {
+        Self::check_env().map_err(|p| p.join("; "))
+    }
+
+    /// The configuration of the environment, or every problem with it, one line each
+    /// (`reservation-api config check`). Reads nothing but the environment.
+    pub fn check_env() -> Result<Self, Vec<String>> {
+        let mut r = Reader::default();
         let d = Self::default();
-        let profile: Profile = parse("APP_PROFILE", d.profile)?;
+        let profile: Profile = r.parse("APP_PROFILE", d.profile);
         let default_store = if profile == Profile::Local {
             StoreKind::Memory
         } else {
@@ -545,57 +576,60 @@ impl Config {
         };
         let c = Self {
             profile,
-            host: parse("SERVER_HOST", d.host)?,
-            port: parse("SERVER_PORT", d.port)?,
-            http: HttpSettings::from_env()?,
-            hold_ttl_secs: parse("HOLD_TTL_SECONDS", d.hold_ttl_secs)?,
-            idempotency_ttl_secs: parse("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_secs)?,
-            idempotency_lease_secs: parse("IDEMPOTENCY_LEASE_SECONDS", d.idempotency_lease_secs)?,
+            host: r.parse("SERVER_HOST", d.host),
+            port: r.parse("SERVER_PORT", d.port),
+            http: HttpSettings::read(&mut r),
+            hold_ttl_secs: r.parse("HOLD_TTL_SECONDS", d.hold_ttl_secs),
+            idempotency_ttl_secs: r.parse("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_secs),
+            idempotency_lease_secs: r.parse("IDEMPOTENCY_LEASE_SECONDS", d.idempotency_lease_secs),
             jwt_dev_secret: var("JWT_DEV_SECRET"),
             jwt_issuer_uri: var("JWT_ISSUER_URI"),
             issuer: IssuerSettings {
                 jwks_uri: var("JWT_JWKS_URI"),
                 audience: var("JWT_AUDIENCE"),
                 algorithms: match var("JWT_ALGORITHMS") {
-                    Some(v) => parse_algorithms(&v)?,
+                    Some(v) => parse_algorithms(&v).unwrap_or_else(|e| {
+                        r.problems.push(e);
+                        d.issuer.algorithms.clone()
+                    }),
                     None => d.issuer.algorithms,
                 },
-                leeway_secs: parse("JWT_LEEWAY_SECONDS", d.issuer.leeway_secs)?,
+                leeway_secs: r.parse("JWT_LEEWAY_SECONDS", d.issuer.leeway_secs),
             },
             admission: AdmissionSettings {
-                mode: parse("ADMISSION_MODE", default_admission)?,
+                mode: r.parse("ADMISSION_MODE", default_admission),
                 redis_url: var("REDIS_URL"),
-                timeout_ms: parse("REDIS_TIMEOUT_MS", d.admission.timeout_ms)?,
+                timeout_ms: r.parse("REDIS_TIMEOUT_MS", d.admission.timeout_ms),
             },
             rate_limits: RateLimitSettings {
-                user_rps: parse("RATE_LIMIT_USER_RPS", default_limits.user_rps)?,
-                user_burst: parse("RATE_LIMIT_USER_BURST", default_limits.user_burst)?,
-                global_rps: parse("RATE_LIMIT_GLOBAL_RPS", default_limits.global_rps)?,
+                user_rps: r.parse("RATE_LIMIT_USER_RPS", default_limits.user_rps),
+                user_burst: r.parse("RATE_LIMIT_USER_BURST", default_limits.user_burst),
+                global_rps: r.parse("RATE_LIMIT_GLOBAL_RPS", default_limits.global_rps),
             },
             data_dir: var("DATA_DIR").map(PathBuf::from).unwrap_or(d.data_dir),
             catalog_file: var("CATALOG_FILE").map(PathBuf::from),
-            expiry_interval_ms: parse("EXPIRY_SWEEP_INTERVAL_MS", d.expiry_interval_ms)?,
-            expiry_batch: parse("EXPIRY_SWEEP_BATCH", d.expiry_batch)?,
+            expiry_interval_ms: r.parse("EXPIRY_SWEEP_INTERVAL_MS", d.expiry_interval_ms),
+            expiry_batch: r.parse("EXPIRY_SWEEP_BATCH", d.expiry_batch),
             outbox: OutboxSettings {
-                poll_interval_ms: parse("OUTBOX_POLL_INTERVAL_MS", d.outbox.poll_interval_ms)?,
-                lease_secs: parse("OUTBOX_LEASE_SECONDS", d.outbox.lease_secs)?,
-                max_attempts: parse("OUTBOX_MAX_ATTEMPTS", d.outbox.max_attempts)?,
-                batch_size: parse("OUTBOX_BATCH_SIZE", d.outbox.batch_size)?,
-                linger_ms: parse("OUTBOX_LINGER_MS", d.outbox.linger_ms)?,
-                drain_timeout_ms: parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms)?,
-                backoff_base_ms: parse("OUTBOX_BACKOFF_BASE_MS", d.outbox.backoff_base_ms)?,
+                poll_interval_ms: r.parse("OUTBOX_POLL_INTERVAL_MS", d.outbox.poll_interval_ms),
+                lease_secs: r.parse("OUTBOX_LEASE_SECONDS", d.outbox.lease_secs),
+                max_attempts: r.parse("OUTBOX_MAX_ATTEMPTS", d.outbox.max_attempts),
+                batch_size: r.parse("OUTBOX_BATCH_SIZE", d.outbox.batch_size),
+                linger_ms: r.parse("OUTBOX_LINGER_MS", d.outbox.linger_ms),
+                drain_timeout_ms: r.parse("OUTBOX_DRAIN_TIMEOUT_MS", d.outbox.drain_timeout_ms),
+                backoff_base_ms: r.parse("OUTBOX_BACKOFF_BASE_MS", d.outbox.backoff_base_ms),
             },
             retention: RetentionSettings {
-                outbox_secs: parse("OUTBOX_RETENTION_SECONDS", d.retention.outbox_secs)?,
-                reservation_secs: parse(
+                outbox_secs: r.parse("OUTBOX_RETENTION_SECONDS", d.retention.outbox_secs),
+                reservation_secs: r.parse(
                     "RESERVATION_RETENTION_SECONDS",
                     d.retention.reservation_secs,
-                )?,
-                sweep_interval_ms: parse(
+                ),
+                sweep_interval_ms: r.parse(
                     "RETENTION_SWEEP_INTERVAL_MS",
                     d.retention.sweep_interval_ms,
-                )?,
-                sweep_batch: parse("RETENTION_SWEEP_BATCH", d.retention.sweep_batch)?,
+                ),
+                sweep_batch: r.parse("RETENTION_SWEEP_BATCH", d.retention.sweep_batch),
             },
             events: EventBridgeSettings {
                 endpoint: var("EVENTBRIDGE_ENDPOINT"),
@@ -608,7 +642,7 @@ impl Config {
             aws_region: var("AWS_REGION")
                 .or_else(|| var("AWS_DEFAULT_REGION"))
                 .unwrap_or(d.aws_region),
-            store: parse("STORE", default_store)?,
+            store: r.parse("STORE", default_store),
             dynamodb: DynamoSettings {
                 endpoint: var("DYNAMODB_ENDPOINT"),
                 tables: TableNames {
@@ -618,97 +652,235 @@ impl Config {
                     outbox: var("DYNAMODB_TABLE_OUTBOX").unwrap_or(t.outbox),
                     seats: var("DYNAMODB_TABLE_SEATS").unwrap_or(t.seats),
                 },
-                auto_create: parse("DYNAMODB_AUTO_CREATE", d.dynamodb.auto_create)?,
-                timeout_ms: parse("DYNAMODB_TIMEOUT_MS", d.dynamodb.timeout_ms)?,
+                auto_create: r.parse("DYNAMODB_AUTO_CREATE", d.dynamodb.auto_create),
+                timeout_ms: r.parse("DYNAMODB_TIMEOUT_MS", d.dynamodb.timeout_ms),
             },
             inventory_grpc_address: var("INVENTORY_GRPC_ADDRESS"),
-            inventory_store: parse("INVENTORY_STORE", default_store)?,
-            inventory_client: GrpcClientSettings::from_env("INVENTORY")?,
+            inventory_store: r.parse("INVENTORY_STORE", default_store),
+            inventory_client: GrpcClientSettings::read(&mut r, "INVENTORY"),
             payment_grpc_address: var("PAYMENT_GRPC_ADDRESS"),
-            payment_client: GrpcClientSettings::from_env("PAYMENT")?,
+            payment_client: GrpcClientSettings::read(&mut r, "PAYMENT"),
         };
-        c.validate()?;
-        Ok(c)
+        let mut problems = r.problems;
+        problems.extend(c.problems());
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(problems)
+        }
     }
 
+    /// The first problems joined on one line, if any.
     pub fn validate(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Every problem of this configuration, one line each. Checks only; contacts nothing.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut bad = |p: &str| out.push(p.to_owned());
         if !(1..=3600).contains(&self.hold_ttl_secs) {
-            return Err("HOLD_TTL_SECONDS must be 1-3600".into());
+            bad("HOLD_TTL_SECONDS must be 1-3600");
         }
         if self.idempotency_ttl_secs < 1 || self.idempotency_lease_secs < 1 {
-            return Err(
-                "IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive".into(),
-            );
+            bad("IDEMPOTENCY_TTL_SECONDS and IDEMPOTENCY_LEASE_SECONDS must be positive");
         }
         if !(1..=100).contains(&self.outbox.batch_size) {
-            return Err(
-                "OUTBOX_BATCH_SIZE must be 1-100 (a DynamoDB transaction takes at most 100 items)"
-                    .into(),
-            );
+            bad("OUTBOX_BATCH_SIZE must be 1-100 (a DynamoDB transaction takes at most 100 items)");
         }
         if self.outbox.max_attempts == 0 {
-            return Err("OUTBOX_MAX_ATTEMPTS must be positive".into());
+            bad("OUTBOX_MAX_ATTEMPTS must be positive");
         }
-        self.http.validate()?;
+        self.http.problems(&mut out);
         let r = &self.retention;
         if r.outbox_secs < 1 || r.reservation_secs < 1 {
-            return Err(
+            out.push(
                 "OUTBOX_RETENTION_SECONDS and RESERVATION_RETENTION_SECONDS must be positive"
                     .into(),
             );
         }
         if r.sweep_interval_ms == 0 || r.sweep_batch == 0 {
-            return Err(
-                "RETENTION_SWEEP_INTERVAL_MS and RETENTION_SWEEP_BATCH must be positive".into(),
-            );
+            out.push("RETENTION_SWEEP_INTERVAL_MS and RETENTION_SWEEP_BATCH must be positive".into());
         }
-        self.inventory_client.validate("INVENTORY")?;
-        self.payment_client.validate("PAYMENT")?;
+        let mut bad = |p: &str| out.push(p.to_owned());
         if self.profile == Profile::Prod {
             if self.dynamodb.auto_create {
-                return Err("DYNAMODB_AUTO_CREATE is for local and dev; create prod tables with `reservation-api tables create`".into());
+                bad("DYNAMODB_AUTO_CREATE is for local and dev; create prod tables with `reservation-api tables create`");
             }
             if self.jwt_dev_secret.is_some() {
-                return Err(
-                    "the prod profile refuses the development JWT key: unset JWT_DEV_SECRET".into(),
-                );
+                bad("the prod profile refuses the development JWT key: unset JWT_DEV_SECRET");
             }
             if self.jwt_issuer_uri.is_none() {
-                return Err("the prod profile needs JWT_ISSUER_URI (an OIDC issuer)".into());
+                bad("the prod profile needs JWT_ISSUER_URI (an OIDC issuer)");
             }
             if self.store == StoreKind::Memory {
-                return Err("the prod profile refuses STORE=memory: it loses every reservation on restart and is not shared across replicas; use STORE=dynamodb".into());
+                bad("the prod profile refuses STORE=memory: it loses every reservation on restart and is not shared across replicas; use STORE=dynamodb");
             }
             if self.inventory_grpc_address.is_none() || self.payment_grpc_address.is_none() {
-                return Err("the prod profile needs INVENTORY_GRPC_ADDRESS and PAYMENT_GRPC_ADDRESS: the bundled in-process inventory would oversell across replicas".into());
+                bad("the prod profile needs INVENTORY_GRPC_ADDRESS and PAYMENT_GRPC_ADDRESS: the bundled in-process inventory would oversell across replicas");
             }
         }
+        if self.issuer.algorithms.is_empty() {
+            bad("JWT_ALGORITHMS must name at least one algorithm");
+        }
+        if !(1..=60_000).contains(&self.admission.timeout_ms) {
+            bad("REDIS_TIMEOUT_MS must be 1-60000");
+        }
         if let Some(issuer) = &self.jwt_issuer_uri {
-            check_issuer_url("JWT_ISSUER_URI", issuer)?;
+            out.extend(check_issuer_url("JWT_ISSUER_URI", issuer).err());
         }
         if let Some(jwks) = &self.issuer.jwks_uri {
-            check_issuer_url("JWT_JWKS_URI", jwks)?;
-        }
-        if self.issuer.algorithms.is_empty() {
-            return Err("JWT_ALGORITHMS must name at least one algorithm".into());
+            out.extend(check_issuer_url("JWT_JWKS_URI", jwks).err());
         }
         if self.admission.mode == AdmissionMode::Redis {
             match &self.admission.redis_url {
                 None => {
-                    return Err(
-                        "ADMISSION_MODE=redis needs REDIS_URL (redis://host:port[/db])".into(),
-                    )
+                    out.push("ADMISSION_MODE=redis needs REDIS_URL (redis://host:port[/db])".into())
                 }
                 Some(u) if !u.starts_with("redis://") && !u.starts_with("rediss://") => {
-                    return Err(format!("REDIS_URL={u:?} must be redis://host:port[/db]"))
+                    out.push(format!(
+                        "REDIS_URL={:?} must be redis://host:port[/db]",
+                        redact_url(u)
+                    ))
                 }
-                _ => {}
+                // What `serve` does with it, short of connecting (the client connects lazily).
+                Some(u) => {
+                    if let Err(e) = redis::Client::open(u.as_str()) {
+                        out.push(format!("REDIS_URL={:?}: {e}", redact_url(u)));
+                    }
+                }
             }
         }
-        if !(1..=60_000).contains(&self.admission.timeout_ms) {
-            return Err("REDIS_TIMEOUT_MS must be 1-60000".into());
+        self.inventory_client.problems("INVENTORY", &mut out);
+        self.payment_client.problems("PAYMENT", &mut out);
+        out
+    }
+
+    /// The effective configuration as `NAME=value` lines (the variables that set it), secrets
+    /// redacted: what `config check` prints.
+    pub fn describe(&self) -> Vec<String> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+        let secret = |v: &Option<String>| match v {
+            Some(_) => "(set, redacted)".to_owned(),
+            None => "(unset)".to_owned(),
+        };
+        let t = &self.dynamodb.tables;
+        let algorithms: Vec<String> = self
+            .issuer
+            .algorithms
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        let mut lines = vec![
+            format!("APP_PROFILE={}", self.profile.as_str()),
+            format!("SERVER_HOST={}", self.host),
+            format!("SERVER_PORT={}", self.port),
+            format!("STORE={}", self.store.as_str()),
+            format!("AWS_REGION={}", self.aws_region),
+            format!("DYNAMODB_ENDPOINT={}", opt(&self.dynamodb.endpoint)),
+            format!("DYNAMODB_AUTO_CREATE={}", self.dynamodb.auto_create),
+            format!("DYNAMODB_TIMEOUT_MS={}", self.dynamodb.timeout_ms),
+            format!("DYNAMODB_TABLE_RESERVATIONS={}", t.reservations),
+            format!("DYNAMODB_TABLE_ORDERS={}", t.orders),
+            format!("DYNAMODB_TABLE_IDEMPOTENCY={}", t.idempotency),
+            format!("DYNAMODB_TABLE_OUTBOX={}", t.outbox),
+            format!("DYNAMODB_TABLE_SEATS={}", t.seats),
+            format!("EVENTBRIDGE_ENDPOINT={}", opt(&self.events.endpoint)),
+            format!("EVENTBRIDGE_BUS_NAME={}", self.events.bus_name),
+            format!("EVENT_SOURCE={}", self.events.source),
+            format!(
+                "events.sink={}",
+                if self.events.enabled {
+                    "eventbridge"
+                } else {
+                    "log"
+                }
+            ),
+            format!("HOLD_TTL_SECONDS={}", self.hold_ttl_secs),
+            format!("IDEMPOTENCY_TTL_SECONDS={}", self.idempotency_ttl_secs),
+            format!("IDEMPOTENCY_LEASE_SECONDS={}", self.idempotency_lease_secs),
+            format!("JWT_DEV_SECRET={}", secret(&self.jwt_dev_secret)),
+            format!("JWT_ISSUER_URI={}", opt(&self.jwt_issuer_uri)),
+            format!("JWT_JWKS_URI={}", opt(&self.issuer.jwks_uri)),
+            format!("JWT_AUDIENCE={}", opt(&self.issuer.audience)),
+            format!("JWT_ALGORITHMS={}", algorithms.join(",")),
+            format!("JWT_LEEWAY_SECONDS={}", self.issuer.leeway_secs),
+            format!(
+                "ADMISSION_MODE={}",
+                match self.admission.mode {
+                    AdmissionMode::Off => "off",
+                    AdmissionMode::Redis => "redis",
+                }
+            ),
+            format!(
+                "REDIS_URL={}",
+                self.admission
+                    .redis_url
+                    .as_deref()
+                    .map_or("(unset)".into(), redact_url)
+            ),
+            format!("REDIS_TIMEOUT_MS={}", self.admission.timeout_ms),
+            format!("RATE_LIMIT_USER_RPS={}", self.rate_limits.user_rps),
+            format!("RATE_LIMIT_USER_BURST={}", self.rate_limits.user_burst),
+            format!("RATE_LIMIT_GLOBAL_RPS={}", self.rate_limits.global_rps),
+            format!("DATA_DIR={}", self.data_dir.display()),
+            format!(
+                "CATALOG_FILE={}",
+                self.catalog_file
+                    .as_ref()
+                    .map_or("(bundled)".into(), |p| p.display().to_string())
+            ),
+            format!("EXPIRY_SWEEP_INTERVAL_MS={}", self.expiry_interval_ms),
+            format!("EXPIRY_SWEEP_BATCH={}", self.expiry_batch),
+            format!("OUTBOX_POLL_INTERVAL_MS={}", self.outbox.poll_interval_ms),
+            format!("OUTBOX_LEASE_SECONDS={}", self.outbox.lease_secs),
+            format!("OUTBOX_MAX_ATTEMPTS={}", self.outbox.max_attempts),
+            format!("OUTBOX_BATCH_SIZE={}", self.outbox.batch_size),
+            format!("OUTBOX_LINGER_MS={}", self.outbox.linger_ms),
+            format!("OUTBOX_DRAIN_TIMEOUT_MS={}", self.outbox.drain_timeout_ms),
+            format!("OUTBOX_BACKOFF_BASE_MS={}", self.outbox.backoff_base_ms),
+            format!("INVENTORY_STORE={}", self.inventory_store.as_str()),
+        ];
+        for (prefix, address, c) in [
+            (
+                "INVENTORY",
+                &self.inventory_grpc_address,
+                &self.inventory_client,
+            ),
+            ("PAYMENT", &self.payment_grpc_address, &self.payment_client),
+        ] {
+            lines.push(format!(
+                "{prefix}_GRPC_ADDRESS={}",
+                address.as_deref().unwrap_or("(bundled, in process)")
+            ));
+            lines.push(format!("{prefix}_TIMEOUT_MS={}", c.timeout_ms));
+            lines.push(format!("{prefix}_MAX_CONCURRENT={}", c.max_concurrent));
+            lines.push(format!(
+                "{prefix}_RETRY_MAX_ATTEMPTS={}",
+                c.retry_max_attempts
+            ));
+            lines.push(format!("{prefix}_CB_SLOW_CALL_MS={}", c.slow_call_ms()));
+            lines.push(format!("{prefix}_CB_OPEN_MS={}", c.cb_open_ms));
         }
-        Ok(())
+        lines
+    }
+}
+
+/// `url` with its password (and a user name) replaced, for printing.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
+            let _ = u.set_username("redacted");
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable, redacted)".into(),
     }
 }
 

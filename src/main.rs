@@ -1,6 +1,6 @@
 use clap::Parser;
 use reservation_api::auth::{dev_key, jwt};
-use reservation_api::cli::{Cli, Command, InventoryAction, TablesAction};
+use reservation_api::cli::{Cli, Command, ConfigAction, InventoryAction, TablesAction};
 use reservation_api::config::{Config, Profile};
 use reservation_api::grpc::inventory_server::InventoryGrpc;
 use reservation_api::grpc::local;
@@ -17,6 +17,9 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Config {
+            action: ConfigAction::Check,
+        } => config_check(),
         Command::Token { sub, ttl } => token(&sub, ttl),
         Command::Tables {
             action: TablesAction::Create,
@@ -32,6 +35,7 @@ async fn main() {
             metrics_listen,
         } => inventory(listen, catalog, metrics_listen).await,
         Command::Payment { listen } => payment(listen).await,
+        Command::Probe { url, service } => probe(&url, &service).await,
     };
     if let Err(e) = result {
         eprintln!("reservation-api: {e}");
@@ -39,13 +43,29 @@ async fn main() {
     }
 }
 
-async fn serve() -> Result<(), String> {
-    // A configuration the service refuses is one line on stderr and exit code 2, before anything
-    // listens (a crash-looping pod shows why at once).
-    let config = Config::from_env().unwrap_or_else(|e| {
-        eprintln!("reservation-api: {e}");
+/// The configuration `serve` reads, or each problem on its own stderr line and exit code 2.
+fn config_or_exit() -> Config {
+    Config::check_env().unwrap_or_else(|problems| {
+        for p in problems {
+            eprintln!("reservation-api: {p}");
+        }
         std::process::exit(2)
-    });
+    })
+}
+
+/// `config check`: the same reading and validation as `serve`, without building anything.
+fn config_check() -> Result<(), String> {
+    let config = config_or_exit();
+    for line in config.describe() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn serve() -> Result<(), String> {
+    // A configuration the service refuses is one line per problem on stderr and exit code 2,
+    // before anything listens (a crash-looping pod shows why at once).
+    let config = config_or_exit();
     let traces = Tracing::new("reservation-api");
     logging::init(&traces);
     traces.announce();
@@ -121,6 +141,33 @@ async fn seed(catalog: &std::path::Path) -> Result<(), String> {
         d.tables.seats, r.events, r.rows, r.seats
     );
     Ok(())
+}
+
+async fn probe(url: &str, service: &str) -> Result<(), String> {
+    if let Some(addr) = url.strip_prefix("grpc://") {
+        let settings = reservation_api::config::GrpcClientSettings {
+            timeout_ms: 1000,
+            ..Default::default()
+        };
+        return reservation_api::grpc::health::PeerHealth::new("probe", service, addr, &settings)?
+            .check()
+            .await
+            .map_err(|e| format!("{url}: {e}"));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", r.status()))
+    }
 }
 
 async fn payment(listen: std::net::SocketAddr) -> Result<(), String> {

@@ -16,11 +16,14 @@ use crate::auth::oidc::OidcVerifier;
 use crate::auth::{dev_key, Authenticator, TokenVerifier};
 use crate::config::{AdmissionMode, Config, Profile, StoreKind};
 use crate::grpc::endpoint_uri;
+use crate::grpc::health::PeerHealth;
 use crate::grpc::inventory_client::GrpcInventory;
 use crate::grpc::inventory_server::InventoryGrpc;
 use crate::grpc::local::{self, LocalServer};
 use crate::grpc::payment_client::GrpcPayments;
 use crate::grpc::payment_server::PaymentGrpc;
+use crate::grpc::proto::payment::v1::payment_service_server::SERVICE_NAME as PAYMENT_SERVICE;
+use crate::grpc::proto::reservation::v1::inventory_service_server::SERVICE_NAME as INVENTORY_SERVICE;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
 use crate::inventory::catalog::Catalog;
@@ -55,6 +58,8 @@ pub struct Dependencies {
     /// The bundled gRPC servers started in process (none when both addresses are configured);
     /// stopped after the HTTP server.
     pub local_servers: Vec<LocalServer>,
+    /// The peers' `grpc.health.v1` checks, which readiness includes.
+    pub peers: Vec<Arc<PeerHealth>>,
 }
 
 impl Dependencies {
@@ -78,9 +83,23 @@ impl Dependencies {
         let clients = endpoints.and_then(|(inv, pay)| {
             let inventory = GrpcInventory::connect(&inv, &config.inventory_client)?;
             let payments = GrpcPayments::connect(&pay, &config.payment_client)?;
-            Ok((inventory, payments))
+            let peers = vec![
+                Arc::new(PeerHealth::new(
+                    "inventory",
+                    INVENTORY_SERVICE,
+                    &inv,
+                    &config.inventory_client,
+                )?),
+                Arc::new(PeerHealth::new(
+                    "payment",
+                    PAYMENT_SERVICE,
+                    &pay,
+                    &config.payment_client,
+                )?),
+            ];
+            Ok((inventory, payments, peers))
         });
-        let (inventory, payments) = match clients {
+        let (inventory, payments, peers) = match clients {
             Ok(c) => c,
             Err(e) => {
                 for s in local_servers {
@@ -101,6 +120,7 @@ impl Dependencies {
             admission,
             sink: build_sink(config).await,
             local_servers,
+            peers,
         })
     }
 
@@ -310,6 +330,7 @@ impl Application {
             request_timeout: Duration::from_millis(config.http.request_timeout_ms),
             jwks: deps.jwks,
             admission: deps.admission,
+            peers: deps.peers,
             limits: {
                 let limits = Arc::new(RateLimits::new(&config.rate_limits));
                 limits.spawn_cleanup();

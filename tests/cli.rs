@@ -496,3 +496,133 @@ fn every_variable_the_configuration_reads_is_in_the_readme_table() {
         "read by src/config.rs but not in the README's configuration table: {missing:?}"
     );
 }
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args(["config", "check"])
+        .env("APP_PROFILE", "dev")
+        .env("JWT_DEV_SECRET", "s3cret-dev-key")
+        .env("ADMISSION_MODE", "redis")
+        .env("REDIS_URL", "redis://admin:hunter2@redis:6379/0")
+        .env("INVENTORY_GRPC_ADDRESS", "reservation-inventory:9090")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for line in [
+        "APP_PROFILE=dev",
+        "STORE=dynamodb",
+        "DYNAMODB_TABLE_RESERVATIONS=ticket-reservations",
+        "DYNAMODB_TABLE_SEATS=ticket-seats",
+        "INVENTORY_GRPC_ADDRESS=reservation-inventory:9090",
+        "JWT_DEV_SECRET=(set, redacted)",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line} in {stdout}");
+    }
+    assert!(
+        !stdout.contains("s3cret") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+    // Nothing was created: the check does not make the development key `serve` would.
+    assert!(!dir.path().join("jwt-dev-secret").exists());
+}
+
+#[test]
+fn config_check_exits_2_with_one_line_per_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args(["config", "check"])
+        .env("APP_PROFILE", "prod")
+        .env("JWT_DEV_SECRET", "dev")
+        .env("OUTBOX_BATCH_SIZE", "many")
+        .env("PAYMENT_TIMEOUT_MS", "0")
+        .env("REDIS_URL", "http://redis:6379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    for needle in [
+        "OUTBOX_BATCH_SIZE=\"many\"",
+        "development JWT key",
+        "needs JWT_ISSUER_URI",
+        "INVENTORY_GRPC_ADDRESS and PAYMENT_GRPC_ADDRESS",
+        "PAYMENT_TIMEOUT_MS must be 1-60000",
+        "REDIS_URL=",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(needle)).count(),
+            1,
+            "{needle} on exactly one line of {stderr}"
+        );
+    }
+    assert_eq!(lines.len(), 6, "{stderr}");
+    // `serve` refuses the same environment the same way, before it listens.
+    let serve = command(dir.path())
+        .args(["serve"])
+        .env("APP_PROFILE", "prod")
+        .env("JWT_DEV_SECRET", "dev")
+        .env("OUTBOX_BATCH_SIZE", "many")
+        .env("PAYMENT_TIMEOUT_MS", "0")
+        .env("REDIS_URL", "http://redis:6379")
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(2));
+    assert_eq!(String::from_utf8(serve.stderr).unwrap(), stderr);
+}
+
+#[test]
+fn probe_checks_http_and_grpc_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_app, port, _lines) = serve(dir.path());
+    let probe = |url: String| {
+        command(dir.path())
+            .args(["probe", &url])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(
+        probe(format!("http://127.0.0.1:{port}/actuator/health/liveness")),
+        Some(0)
+    );
+    assert_eq!(probe(format!("http://127.0.0.1:{port}/nope")), Some(1));
+    // A standalone payment simulator answers grpc.health.v1.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    assert_eq!(
+        probe(format!("grpc://{addr}")),
+        Some(1),
+        "nothing listens yet"
+    );
+    let _payment = Running(
+        command(dir.path())
+            .args(["payment", "--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while probe(format!("grpc://{addr}")) != Some(0) {
+        assert!(
+            Instant::now() < until,
+            "the payment simulator never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = command(dir.path())
+        .args([
+            "probe",
+            &format!("grpc://{addr}"),
+            "--service",
+            "payment.v1.PaymentService",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}

@@ -16,15 +16,20 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry::otel;
 
+use super::health;
 use super::inventory_server::InventoryGrpc;
 use super::payment_server::PaymentGrpc;
+use super::proto::payment::v1::payment_service_server::PaymentServiceServer;
+use super::proto::reservation::v1::inventory_service_server::InventoryServiceServer;
 
+/// The inventory service and its `grpc.health.v1` status.
 pub fn inventory_routes(svc: InventoryGrpc) -> Routes {
-    Routes::new(svc.into_server())
+    health::with_health::<InventoryServiceServer<InventoryGrpc>>(Routes::new(svc.into_server()))
 }
 
+/// The payment simulator and its `grpc.health.v1` status.
 pub fn payment_routes(svc: PaymentGrpc) -> Routes {
-    Routes::new(svc.into_server())
+    health::with_health::<PaymentServiceServer<PaymentGrpc>>(Routes::new(svc.into_server()))
 }
 
 /// Serve `routes` on `listener` until `shutdown` resolves; then finish the calls in flight.

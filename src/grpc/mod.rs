@@ -2,6 +2,7 @@
 //! servers, and the resilient clients the service uses to reach them.
 
 pub mod convert;
+pub mod health;
 pub mod inventory_client;
 pub mod inventory_server;
 pub mod local;

@@ -29,15 +29,28 @@ fn health_response(up: bool, components: serde_json::Value) -> Response {
 
 async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {
     let accepting = state.ready.load(Ordering::Relaxed);
-    let store_up = state.service.store().ping().await.is_ok();
+    // The store and the peers are asked at once: readiness takes the slowest, not the sum.
+    let (store, peers) = tokio::join!(
+        state.service.store().ping(),
+        futures::future::join_all(state.peers.iter().map(|p| p.check()))
+    );
+    let store_up = store.is_ok();
     let jwks_up = state.jwks.as_ref().is_none_or(|k| k.is_loaded());
-    let up = accepting && store_up && jwks_up;
+    let peers_up = peers.iter().all(Result::is_ok);
+    let up = accepting && store_up && jwks_up && peers_up;
     ::metrics::gauge!("reservation_api_ready").set(if up { 1.0 } else { 0.0 });
     let s = |b: bool| if b { "UP" } else { "DOWN" };
     let mut components = json!({
         "store": { "status": s(store_up) },
         "readinessState": { "status": s(accepting) },
     });
+    // A create needs both peers: a replica that cannot reach them takes no traffic.
+    for (peer, r) in state.peers.iter().zip(&peers) {
+        components[peer.name] = match r {
+            Ok(()) => json!({ "status": "UP" }),
+            Err(e) => json!({ "status": "DOWN", "details": { "error": e } }),
+        };
+    }
     // DOWN until the issuer's keys were loaded once; afterwards an issuer outage keeps it UP
     // (the known keys keep working).
     if state.jwks.is_some() {

@@ -46,6 +46,8 @@ pub struct AppState {
     pub limits: Arc<rate_limit::RateLimits>,
     /// The whole request's deadline (`HTTP_REQUEST_TIMEOUT_MS`).
     pub request_timeout: std::time::Duration,
+    /// The inventory and payment servers' health checks (readiness: `inventory`, `payment`).
+    pub peers: Vec<Arc<crate::grpc::health::PeerHealth>>,
 }
 
 async fn not_found() -> impl IntoResponse {

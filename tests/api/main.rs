@@ -26,5 +26,6 @@ mod races;
 mod rate_limits;
 mod seat_map;
 mod retention;
+mod readiness;
 mod timed;
 mod workload;

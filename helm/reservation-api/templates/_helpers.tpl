@@ -45,3 +45,41 @@ app.kubernetes.io/part-of: ticket-reservation
 {{- define "reservation-api.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/* Labels of one component (api, inventory, payment): selector labels plus the component. */}}
+{{- define "reservation-api.componentSelector" -}}
+{{ include "reservation-api.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "reservation-api.configName" -}}
+{{ include "reservation-api.fullname" . }}-config
+{{- end }}
+
+{{- define "reservation-api.devKeyName" -}}
+{{ include "reservation-api.fullname" . }}-dev-key
+{{- end }}
+
+{{/* Pod-level settings shared by the three Deployments. */}}
+{{- define "reservation-api.podSpec" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+serviceAccountName: {{ include "reservation-api.serviceAccountName" . }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

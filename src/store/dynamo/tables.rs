@@ -243,4 +243,20 @@ mod tests {
         assert_eq!(d.outbox.global_secondary_indexes.len(), 2);
         assert_eq!(d.idempotency.key_schema[0].attribute_name, "pk");
     }
+
+    #[test]
+    fn the_default_table_names_are_those_of_tables_json() {
+        let d: serde_json::Value = serde_json::from_str(TABLES_JSON).unwrap();
+        let t = TableNames::default();
+        for (key, name) in [
+            ("reservations", &t.reservations),
+            ("orders", &t.orders),
+            ("idempotency", &t.idempotency),
+            ("outbox", &t.outbox),
+            ("seats", &t.seats),
+        ] {
+            assert_eq!(d[key]["TableName"], name.as_str(), "{key}");
+        }
+        assert_eq!(d.as_object().unwrap().len(), 5);
+    }
 }
