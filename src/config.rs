@@ -290,7 +290,8 @@ impl HttpSettings {
     fn read(r: &mut Reader) -> Self {
         let d = Self::default();
         Self {
-            header_read_timeout_ms: r.parse("HTTP_HEADER_READ_TIMEOUT_MS", d.header_read_timeout_ms),
+            header_read_timeout_ms: r
+                .parse("HTTP_HEADER_READ_TIMEOUT_MS", d.header_read_timeout_ms),
             idle_timeout_ms: r.parse("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout_ms),
             request_timeout_ms: r.parse("HTTP_REQUEST_TIMEOUT_MS", d.request_timeout_ms),
             max_connections: r.parse("HTTP_MAX_CONNECTIONS", d.max_connections),
@@ -625,10 +626,8 @@ impl Config {
                     "RESERVATION_RETENTION_SECONDS",
                     d.retention.reservation_secs,
                 ),
-                sweep_interval_ms: r.parse(
-                    "RETENTION_SWEEP_INTERVAL_MS",
-                    d.retention.sweep_interval_ms,
-                ),
+                sweep_interval_ms: r
+                    .parse("RETENTION_SWEEP_INTERVAL_MS", d.retention.sweep_interval_ms),
                 sweep_batch: r.parse("RETENTION_SWEEP_BATCH", d.retention.sweep_batch),
             },
             events: EventBridgeSettings {
@@ -705,7 +704,9 @@ impl Config {
             );
         }
         if r.sweep_interval_ms == 0 || r.sweep_batch == 0 {
-            out.push("RETENTION_SWEEP_INTERVAL_MS and RETENTION_SWEEP_BATCH must be positive".into());
+            out.push(
+                "RETENTION_SWEEP_INTERVAL_MS and RETENTION_SWEEP_BATCH must be positive".into(),
+            );
         }
         let mut bad = |p: &str| out.push(p.to_owned());
         if self.profile == Profile::Prod {

@@ -228,7 +228,12 @@ pub async fn build_seat_engine(
     catalog: &Catalog,
 ) -> Result<Arc<dyn SeatEngine>, String> {
     match config.inventory_store {
-        StoreKind::Memory => Ok(Arc::new(SeatInventory::new(catalog))),
+        // A finished hold is remembered as long as the API keeps its reservation.
+        StoreKind::Memory => Ok(Arc::new(
+            SeatInventory::new(catalog).with_finished_retention(std::time::Duration::from_secs(
+                config.retention.reservation_secs.max(0) as u64,
+            )),
+        )),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
             let client = dynamodb_client(config).await;

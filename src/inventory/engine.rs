@@ -34,6 +34,9 @@ pub enum HoldState {
     Expired,
 }
 
+/// A finished hold's record is kept this long by default (the API's reservation retention).
+const DEFAULT_KEEP_FINISHED_SECS: i64 = 86_400;
+
 #[derive(Clone, Debug)]
 struct HoldRecord {
     user_id: String,
@@ -59,6 +62,11 @@ struct EventSeats {
     scan_from: usize,
     /// Holds by expiry, so that the ones that ran out are freed (and `scan_from` lowered) first.
     expiries: BTreeSet<(DateTime<Utc>, String)>,
+    /// Finished holds (committed, released, expired) by when they finished. Their records answer
+    /// repeated calls the same way, and are forgotten `keep_finished` later, or `holds` would be
+    /// what grows for ever (the API's reservations are removed after the same retention).
+    finished: BTreeSet<(DateTime<Utc>, String)>,
+    keep_finished: chrono::Duration,
     section_names: HashMap<String, String>,
     /// The catalogue's sections, in order, for the seat map.
     sections: Vec<SectionInfo>,
@@ -107,6 +115,7 @@ impl EventSeats {
         if h.state == HoldState::Active && h.until <= now {
             h.state = HoldState::Expired;
             let seats = h.seats.clone();
+            self.finished.insert((now, reservation.to_owned()));
             for i in seats {
                 if matches!(&self.seats[i].1, SeatState::Held { reservation: r, .. } if r == reservation)
                 {
@@ -121,8 +130,30 @@ impl EventSeats {
         self.scan_from = self.scan_from.min(i);
     }
 
-    /// Free the seats of every hold that ran out by `now`.
+    /// Forget a bounded number of holds that finished over `keep_finished` ago: each call does a
+    /// little, so no request waits on a long sweep under the event's lock.
+    fn forget_finished(&mut self, now: DateTime<Utc>) {
+        const AT_ONCE: usize = 64;
+        let before = now - self.keep_finished;
+        for _ in 0..AT_ONCE {
+            match self.finished.first() {
+                Some((at, _)) if *at <= before => {}
+                _ => break,
+            }
+            let (_, reservation) = self.finished.pop_first().expect("present");
+            if self
+                .holds
+                .get(&reservation)
+                .is_some_and(|h| h.state != HoldState::Active)
+            {
+                self.holds.remove(&reservation);
+            }
+        }
+    }
+
+    /// Free the seats of every hold that ran out by `now`, and forget long-finished holds.
     fn expire_due(&mut self, now: DateTime<Utc>) {
+        self.forget_finished(now);
         while let Some((until, reservation)) = self.expiries.first().cloned() {
             if until > now {
                 break;
@@ -212,6 +243,8 @@ impl SeatInventory {
                     row_of,
                     scan_from: 0,
                     expiries: BTreeSet::new(),
+                    finished: BTreeSet::new(),
+                    keep_finished: chrono::Duration::seconds(DEFAULT_KEEP_FINISHED_SECS),
                     section_names: e
                         .sections
                         .iter()
@@ -230,6 +263,24 @@ impl SeatInventory {
             );
         }
         Self { events, names }
+    }
+
+    /// How long a finished hold's record is kept for repeated calls (default 24 h, the API's
+    /// `RESERVATION_RETENTION_SECONDS`).
+    pub fn with_finished_retention(self, keep: std::time::Duration) -> Self {
+        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+        for ev in self.events.values() {
+            ev.lock().unwrap_or_else(|e| e.into_inner()).keep_finished = keep;
+        }
+        self
+    }
+
+    /// Hold records kept (live and finished), over all events.
+    pub fn hold_records(&self) -> usize {
+        self.events
+            .values()
+            .map(|e| e.lock().unwrap_or_else(|e| e.into_inner()).holds.len())
+            .sum()
     }
 
     fn event(&self, id: &str) -> Option<MutexGuard<'_, EventSeats>> {
@@ -390,6 +441,7 @@ impl SeatInventory {
                         reservation: req.reservation_id.clone(),
                     };
                 }
+                ev.finished.insert((now, req.reservation_id.clone()));
                 let rec = ev.holds.get_mut(&req.reservation_id).expect("present");
                 rec.state = HoldState::Committed;
                 rec.committed_at = Some(now);
@@ -440,10 +492,14 @@ impl SeatInventory {
             }
         };
         let rec = ev.holds.get_mut(&req.reservation_id).expect("present");
-        if rec.state == HoldState::Active {
+        let released_now = rec.state == HoldState::Active;
+        if released_now {
             rec.state = HoldState::Released;
         }
         rec.release = Some((outcome.clone(), now));
+        if released_now {
+            ev.finished.insert((now, req.reservation_id.clone()));
+        }
         (outcome, ev.seats_of(&h.seats), now)
     }
 
@@ -588,6 +644,43 @@ mod tests {
             HoldOutcome::Held { seats, .. } => seats.iter().map(|s| s.id.clone()).collect(),
             o => panic!("not held: {o:?}"),
         }
+    }
+
+    #[test]
+    fn finished_holds_are_forgotten_after_their_retention_and_live_ones_never() {
+        let i = SeatInventory::new(&Catalog::single("e", 1000, 1000))
+            .with_finished_retention(std::time::Duration::from_secs(10));
+        let t0 = Utc::now();
+        held(&i.reserve(&hold("live", "u", &[], 1, t0), t0));
+        for n in 0..300 {
+            let r = format!("r{n}");
+            held(&i.reserve(&hold(&r, "u", &[], 1, t0), t0));
+            if n % 2 == 0 {
+                i.release(&release(&r), t0);
+            } else {
+                i.commit(&commit(&r, "u"), t0);
+            }
+        }
+        assert_eq!(i.hold_records(), 301);
+        // Within the retention a repeat still gets its first answer.
+        let later = t0 + Duration::seconds(5);
+        assert_eq!(i.release(&release("r0"), later).0, ReleaseOutcome::Released);
+        held(&i.reserve(&hold("late", "u", &[], 1, later), later));
+        assert_eq!(i.hold_records(), 302, "nothing forgotten yet");
+        // Past it, requests forget them, a bounded number each (a repeat of the live hold's
+        // reserve adds no record); the live holds stay.
+        let past = t0 + Duration::seconds(11);
+        let mut n = 0;
+        while i.hold_records() > 2 && n < 20 {
+            i.reserve(&hold("live", "u", &[], 1, past), past);
+            n += 1;
+        }
+        assert_eq!(i.hold_records(), 2, "live and late stay");
+        assert_eq!(
+            n,
+            300_usize.div_ceil(64),
+            "at most 64 forgotten per request"
+        );
     }
 
     #[test]
