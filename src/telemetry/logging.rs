@@ -230,8 +230,16 @@ pub fn init(tracing: &Tracing) {
     );
 }
 
+/// A layer added beside the log and trace layers, unfiltered (tests watch the log with one).
+pub type ExtraLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
 /// [`init`] with the log lines filtered by `filter` (`off`: no lines, traces only).
 pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
+    init_with_extra(tracing, filter, None);
+}
+
+/// [`init_with`], plus `extra`.
+pub fn init_with_extra(tracing: &Tracing, filter: EnvFilter, extra: Option<ExtraLayer>) {
     let filter = filter.or(tracing_subscriber::filter::filter_fn(|m| {
         m.is_span() && *m.level() <= tracing::Level::INFO
     }));
@@ -241,6 +249,7 @@ pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
         .with_writer(std::io::stdout)
         .with_filter(filter);
     let _ = tracing_subscriber::registry()
+        .with(extra)
         .with(tracing.layer())
         .with(SpanFacts)
         .with(logs)

@@ -99,7 +99,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
             None => tracing_subscriber::EnvFilter::new("off"),
         };
-        logging::init_with(&t, filter);
+        logging::init_with_extra(&t, filter, Some(Box::new(InternalErrors)));
         t
     });
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -277,4 +277,31 @@ pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
         "{body}"
     );
     body
+}
+
+/// ERROR lines saying "internal error", from every app of this test binary (the fault tests
+/// assert that none appeared while they ran). Recorded by the harness's one global subscriber.
+pub fn internal_errors() -> &'static std::sync::Mutex<Vec<String>> {
+    static ERRORS: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    ERRORS.get_or_init(Default::default)
+}
+
+struct InternalErrors;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for InternalErrors {
+    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={v:?}", f.name()));
+            }
+        }
+        if *e.metadata().level() == tracing::Level::ERROR {
+            let mut m = Message(String::new());
+            e.record(&mut m);
+            if m.0.contains("internal error") {
+                internal_errors().lock().unwrap().push(m.0);
+            }
+        }
+    }
 }

@@ -251,6 +251,15 @@ async fn a_failed_store_write_leaves_no_orphan_hold_and_the_key_may_be_retried()
         !err.to_string().contains("injected"),
         "internals leak: {err}"
     );
+    // The detail went to the log instead, as the ERROR line the fault tests watch for.
+    assert!(
+        internal_errors()
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("injected")),
+        "no ERROR internal error line"
+    );
     assert!(
         app.store.audit().await.unwrap().reservations.is_empty(),
         "a reservation was written"
