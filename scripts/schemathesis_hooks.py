@@ -18,8 +18,9 @@ def before_call(ctx, case: Case, kwargs):
 
 # What a schema cannot express and the server may refuse a well-formed request for: an event or
 # seat not in the catalogue, seat_ids not exactly qty long (400 naming the field), a payment the
-# simulator does not approve (412).
-DOMAIN_FIELDS = {"event_id", "seat_ids"}
+# simulator does not approve (412); a listing cursor the server did not give this caller (an
+# opaque string: which strings are valid cursors only the server knows).
+DOMAIN_FIELDS = {"event_id", "seat_ids", "cursor"}
 # The server's format rules for those fields: the schema says them, so they must never fire on a
 # schema-valid request.
 FORMAT_WORDS = ("characters", "repeat", "must be an array", "must be a string", "is required")
