@@ -21,7 +21,7 @@ use crate::service::views::ReservationPage;
     path = "/v1/reservations",
     tag = "reservations",
     params(
-        ("status" = Option<String>, Query, description = "Only these statuses: any of HOLD, CONFIRMED, CANCELLED, EXPIRED; repeat the parameter or separate with commas", example = "HOLD,CONFIRMED"),
+        ("status" = Option<String>, Query, description = "Only these statuses: any of HOLD, CONFIRMED, CANCELLED, EXPIRED; repeat the parameter or separate with commas", example = "HOLD,CONFIRMED", pattern = "^(HOLD|CONFIRMED|CANCELLED|EXPIRED)(,(HOLD|CONFIRMED|CANCELLED|EXPIRED))*$"),
         ("limit" = Option<u32>, Query, description = "Page size, 1–100", minimum = 1, maximum = 100, example = 20),
         ("cursor" = Option<String>, Query, description = "The previous page's `next_cursor`; leave out for the first page"),
     ),
