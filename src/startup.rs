@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -67,11 +68,10 @@ impl Dependencies {
     /// `INVENTORY_GRPC_ADDRESS` / `PAYMENT_GRPC_ADDRESS`, or, when unset, at the bundled inventory
     /// and payment simulator started here on a `127.0.0.1` port. Must run inside a tokio runtime.
     pub async fn from_config(config: &Config) -> Result<Self, String> {
-        config.validate()?;
         let admission = match (config.admission.mode, &config.admission.redis_url) {
             (AdmissionMode::Redis, Some(url)) => Some(Arc::new(Admission::new(
-                url,
-                Duration::from_millis(config.admission.timeout_ms),
+                url.expose_secret(),
+                config.admission.timeout,
             )?)),
             _ => None,
         };
@@ -161,11 +161,14 @@ impl Dependencies {
 /// only ones in prod). The key cache starts loading in the background: the service starts even
 /// while the issuer is unreachable.
 pub fn build_authenticator(config: &Config) -> Result<Authenticator, String> {
-    let leeway = config.issuer.leeway_secs;
+    let leeway = config.issuer.leeway.as_secs();
     let dev = if config.profile == Profile::Prod {
         None
     } else {
-        let secret = dev_key::load_or_create(config.jwt_dev_secret.as_deref(), &config.data_dir)?;
+        let secret = dev_key::load_or_create(
+            config.jwt_dev_secret.as_ref().map(|s| s.expose_secret()),
+            &config.data_dir,
+        )?;
         Some(Hs256Verifier::with_leeway(&secret, leeway))
     };
     let oidc = match &config.jwt_issuer_uri {
@@ -188,12 +191,7 @@ pub fn build_authenticator(config: &Config) -> Result<Authenticator, String> {
 /// The DynamoDB client of the configuration (endpoint, region, deadline), built once per use.
 pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
     let d = &config.dynamodb;
-    dynamo::client(
-        d.endpoint.as_deref(),
-        &config.aws_region,
-        std::time::Duration::from_millis(d.timeout_ms),
-    )
-    .await
+    dynamo::client(d.endpoint.as_deref(), &config.aws_region, d.timeout).await
 }
 
 /// The configured store; in local/dev with `DYNAMODB_AUTO_CREATE`, missing tables are created first.
@@ -205,7 +203,7 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
             let client = dynamodb_client(config).await;
-            // `Config::validate` refuses auto-creation in prod.
+            // `Config::from_env` refuses auto-creation in prod.
             if d.auto_create {
                 let created = dynamo::tables::create_missing(&client, &d.tables).await?;
                 if !created.is_empty() {
@@ -230,9 +228,7 @@ pub async fn build_seat_engine(
     match config.inventory_store {
         // A finished hold is remembered as long as the API keeps its reservation.
         StoreKind::Memory => Ok(Arc::new(
-            SeatInventory::new(catalog).with_finished_retention(std::time::Duration::from_secs(
-                config.retention.reservation_secs.max(0) as u64,
-            )),
+            SeatInventory::new(catalog).with_finished_retention(config.retention.reservation),
         )),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
@@ -295,7 +291,6 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self, String> {
-        config.validate()?;
         crate::telemetry::metrics::handle();
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
@@ -303,9 +298,9 @@ impl Application {
             .map_err(|e| format!("bind {addr}: {e}"))?;
         let wake = Arc::new(Notify::new());
         let settings = ServiceSettings {
-            hold_ttl: chrono::Duration::seconds(config.hold_ttl_secs),
-            idempotency_ttl: chrono::Duration::seconds(config.idempotency_ttl_secs),
-            idempotency_lease: chrono::Duration::seconds(config.idempotency_lease_secs),
+            hold_ttl: chrono_duration(config.hold_ttl),
+            idempotency_ttl: chrono_duration(config.idempotency_ttl),
+            idempotency_lease: chrono_duration(config.idempotency_lease),
         };
         let service = Arc::new(ReservationService::new(
             deps.store.clone(),
@@ -316,23 +311,19 @@ impl Application {
         ));
         let retention = RetentionSweeper::new(
             deps.store.clone(),
-            Duration::from_millis(config.retention.sweep_interval_ms),
+            config.retention.sweep_interval,
             config.retention.sweep_batch,
         );
         let relay = OutboxRelay::new(deps.store, deps.sink, wake, config.outbox.clone());
-        let expiry = HoldExpiry::new(
-            service.clone(),
-            Duration::from_millis(config.expiry_interval_ms),
-            config.expiry_batch,
-        );
+        let expiry = HoldExpiry::new(service.clone(), config.expiry_interval, config.expiry_batch);
         let state = AppState {
             service,
             verifier: deps.verifier,
             ready: Arc::new(AtomicBool::new(true)),
             profile: config.profile.as_str(),
             store_kind: deps.store_kind,
-            hold_ttl_secs: config.hold_ttl_secs,
-            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+            hold_ttl_secs: config.hold_ttl.as_secs() as i64,
+            request_timeout: config.http.request_timeout,
             jwks: deps.jwks,
             admission: deps.admission,
             peers: deps.peers,
@@ -417,4 +408,9 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// A configured duration as the service's `chrono` one (saturating: the configuration bounds it).
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -453,47 +453,60 @@ fn a_request_with_a_60_kb_id_writes_no_log_line_over_2_kb() {
     }
 }
 
-#[test]
-fn every_variable_the_configuration_reads_is_in_the_readme_table() {
+/// The variable names in the first column of the README's configuration table. A name starting
+/// with `_` shares the prefix of the name before it (`DYNAMODB_TABLE_RESERVATIONS` / `_ORDERS`).
+fn readme_configuration_variables() -> std::collections::BTreeSet<String> {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let table: String = readme
+    let rows: Vec<&str> = readme
         .lines()
         .skip_while(|l| !l.starts_with("| variable | default |"))
         .take_while(|l| l.starts_with('|'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        table.lines().count() > 20,
-        "the configuration table was not found"
-    );
-    let source = std::fs::read_to_string(format!("{root}/src/config.rs")).unwrap();
-    // Every `parse("NAME"` and `var("NAME"`, wherever the call breaks its line.
-    let mut names = Vec::new();
-    for call in ["parse(", "var("] {
-        for rest in source.split(call).skip(1) {
-            let rest = rest.trim_start();
-            if let Some(name) = rest
-                .strip_prefix('"')
-                .and_then(|r| r.split('"').next())
-                .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-            {
-                names.push(name.to_owned());
-            }
+        .skip(2)
+        .collect();
+    assert!(rows.len() > 20, "the configuration table was not found");
+    let mut names = std::collections::BTreeSet::new();
+    for row in rows {
+        let first = row.split('|').nth(1).unwrap();
+        let mut prefix = String::new();
+        // The backticked parts: every second piece between backticks.
+        for name in first.split('`').skip(1).step_by(2) {
+            let name = match name.strip_prefix('_') {
+                Some(suffix) => format!("{prefix}_{suffix}"),
+                None => {
+                    prefix = name.rsplit_once('_').map_or("", |(p, _)| p).to_owned();
+                    name.to_owned()
+                }
+            };
+            names.insert(name);
         }
     }
-    assert!(names.len() > 40, "{names:?}");
-    // `DYNAMODB_TABLE_RESERVATIONS` / `_ORDERS` …: a shared prefix is written once.
-    let listed = |name: &String| {
-        let short = name
-            .strip_prefix("DYNAMODB_TABLE")
-            .map(|s| format!("`{s}`"));
-        table.contains(&format!("`{name}`")) || short.is_some_and(|s| table.contains(&s))
-    };
-    let missing: Vec<_> = names.iter().filter(|n| !listed(n)).collect();
+    names
+}
+
+#[test]
+fn the_readme_configuration_table_lists_exactly_the_variables_the_configuration_reads() {
+    // What the code reads: the `env` names of the configuration's clap arguments.
+    let read: std::collections::BTreeSet<String> = reservation_api::config::Config::variables()
+        .into_iter()
+        .collect();
+    assert!(read.len() > 60, "{read:?}");
+    assert!(read.contains("HOLD_TTL_SECONDS") && read.contains("PAYMENT_CB_OPEN_MS"));
+    let listed = readme_configuration_variables();
+    let missing: Vec<_> = read.difference(&listed).collect();
     assert!(
         missing.is_empty(),
-        "read by src/config.rs but not in the README's configuration table: {missing:?}"
+        "read by the configuration but not in the README's configuration table: {missing:?}"
+    );
+    // The table's other rows are the telemetry's (read by the tracing and OpenTelemetry setup,
+    // not by the configuration): `RUST_LOG` and `OTEL_*`. Anything else is a stale row.
+    let stale: Vec<_> = listed
+        .difference(&read)
+        .filter(|n| *n != "RUST_LOG" && !n.starts_with("OTEL_"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "in the README's configuration table but read by nothing: {stale:?}"
     );
 }
 

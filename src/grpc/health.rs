@@ -46,11 +46,13 @@ impl PeerHealth {
     ) -> Result<Self, String> {
         // Not a hot-path call: a busy peer's health answer may take longer than one call's
         // deadline without making the replica unready; still well within a probe's timeout.
-        let timeout_ms = settings.timeout_ms.clamp(1000, 2000);
+        let timeout = settings
+            .timeout
+            .clamp(Duration::from_secs(1), Duration::from_secs(2));
         let channel = super::channel(
             address,
             &GrpcClientSettings {
-                timeout_ms,
+                timeout,
                 ..settings.clone()
             },
         )?;
@@ -58,7 +60,7 @@ impl PeerHealth {
             name,
             service: service.to_owned(),
             client: HealthClient::new(channel),
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
         })
     }
 

@@ -103,7 +103,7 @@ impl GrpcInventory {
         )?;
         Ok(Self {
             stack,
-            timeout: Duration::from_millis(settings.timeout_ms),
+            timeout: settings.timeout,
             endpoint: endpoint_uri(address),
         })
     }

@@ -57,7 +57,7 @@ pub fn channel(address: &str, settings: &GrpcClientSettings) -> Result<Channel, 
     let uri = endpoint_uri(address);
     let endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| format!("{uri}: {e}"))?;
     Ok(endpoint
-        .connect_timeout(Duration::from_millis(settings.timeout_ms))
+        .connect_timeout(settings.timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))

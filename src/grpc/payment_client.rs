@@ -115,7 +115,7 @@ impl GrpcPayments {
         )?;
         Ok(Self {
             stack,
-            timeout: Duration::from_millis(settings.timeout_ms),
+            timeout: settings.timeout,
             endpoint: endpoint_uri(address),
         })
     }

@@ -47,7 +47,7 @@ pub async fn serve(
     let full = Arc::new(builder(settings, true));
     let limited = Arc::new(builder(settings, false));
     let health_only = app.clone().layer(middleware::from_fn(health_only));
-    let idle = Duration::from_millis(settings.idle_timeout_ms);
+    let idle = settings.idle_timeout;
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -112,7 +112,7 @@ fn builder(settings: &HttpSettings, keep_alive: bool) -> Builder<TokioExecutor> 
     // and each next one on a kept-alive connection — so it bounds slowloris and idle HTTP/1.1.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
+        .header_read_timeout(settings.header_read_timeout)
         .keep_alive(keep_alive);
     b.http2().timer(TokioTimer::new());
     b

@@ -71,7 +71,8 @@ impl OutboxRelay {
     /// Claim one batch, publish it in `PutEvents`-sized chunks, settle it together.
     pub async fn relay_once(&self) -> Round {
         let now = Utc::now();
-        let lease_until = now + chrono::Duration::seconds(self.settings.lease_secs as i64);
+        let lease_until =
+            now + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
         let batch = match self
             .store
             .claim_events(&self.owner, now, lease_until, self.settings.batch_size)
@@ -109,7 +110,8 @@ impl OutboxRelay {
                     }
                     sink_down = true;
                     let next_retry_at = Utc::now()
-                        + chrono::Duration::milliseconds(self.settings.backoff_base_ms as i64);
+                        + chrono::Duration::from_std(self.settings.backoff_base)
+                            .unwrap_or(chrono::Duration::MAX);
                     for event in chunk {
                         metrics::counter!("outbox_events_published_total", "type" => event.event_type.as_str(), "result" => "deferred")
                             .increment(1);
@@ -152,7 +154,7 @@ impl OutboxRelay {
                 (Settlement::Published { at: Utc::now() }, "published")
             }
             Err(error) if attempts < self.settings.max_attempts => {
-                let wait = backoff(self.settings.backoff_base_ms, attempts);
+                let wait = backoff(self.settings.backoff_base.as_millis() as u64, attempts);
                 let next_retry_at =
                     Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 tracing::warn!(event_id = %event.id, %error, attempts, "event rejected; will retry");
@@ -191,7 +193,11 @@ impl OutboxRelay {
                 }
                 Err(e) if attempt < 3 => {
                     tracing::warn!(error = %e, attempt, "could not settle outbox events; retrying");
-                    tokio::time::sleep(backoff(self.settings.backoff_base_ms, attempt)).await;
+                    tokio::time::sleep(backoff(
+                        self.settings.backoff_base.as_millis() as u64,
+                        attempt,
+                    ))
+                    .await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, events = settlements.len(), "could not settle outbox events");
@@ -201,15 +207,16 @@ impl OutboxRelay {
     }
 
     pub async fn run(self, stop: CancellationToken) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
-        let linger = Duration::from_millis(self.settings.linger_ms);
+        let poll = self.settings.poll_interval;
+        let linger = self.settings.linger;
         let mut outage = 0u32;
         let mut depth_at = None;
         loop {
             let round = self.relay_once().await;
             let pause = if round.sink_down {
                 outage += 1;
-                backoff(self.settings.backoff_base_ms, outage).min(Duration::from_secs(5))
+                backoff(self.settings.backoff_base.as_millis() as u64, outage)
+                    .min(Duration::from_secs(5))
             } else if round.claimed >= self.settings.batch_size {
                 // A full batch: more are waiting.
                 outage = 0;
@@ -240,7 +247,7 @@ impl OutboxRelay {
 
     /// On shutdown: publish what is due, bounded by the drain timeout.
     async fn drain(&self) {
-        let deadline = Duration::from_millis(self.settings.drain_timeout_ms);
+        let deadline = self.settings.drain_timeout;
         let _ = tokio::time::timeout(deadline, async {
             loop {
                 let r = self.relay_once().await;

@@ -41,7 +41,7 @@ async fn spawn_admitting(redis: String) -> TestApp {
         // About admission, not deadlines: a loaded debug build must not turn holds into 504s.
         under_load(o);
         o.config.admission.mode = AdmissionMode::Redis;
-        o.config.admission.redis_url = Some(redis);
+        o.config.admission.redis_url = Some(redis.into());
     })
     .await
 }

@@ -29,8 +29,8 @@ pub async fn on_moto(proxy: &FaultProxy, timeout_ms: u64) -> (TestApp, TableName
         o.config.aws_region = "us-east-1".into();
         o.config.dynamodb.tables = t;
         o.config.dynamodb.auto_create = true;
-        o.config.dynamodb.timeout_ms = timeout_ms;
-        o.config.idempotency_lease_secs = 30;
+        o.config.dynamodb.timeout = std::time::Duration::from_millis(timeout_ms);
+        o.config.idempotency_lease = std::time::Duration::from_secs(30);
     })
     .await;
     (app, tables)
@@ -223,7 +223,7 @@ async fn a_hold_whose_answer_is_lost_is_free_again_by_its_expiry_with_no_reserva
     let proxy = FaultProxy::grpc(&inventory.addr.to_string()).await;
     let app = spawn_app_with(|o| {
         o.config.inventory_grpc_address = Some(proxy.url());
-        o.config.hold_ttl_secs = 2;
+        o.config.hold_ttl = std::time::Duration::from_secs(2);
         // This test is about the hold, not the breaker: keep the circuit closed.
         o.config.inventory_client.cb_minimum_calls = 1000;
     })

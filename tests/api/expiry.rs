@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn an_unconfirmed_hold_expires_and_its_seats_come_back() {
-    let app = spawn_app_with(|o| o.config.hold_ttl_secs = 1).await;
+    let app = spawn_app_with(|o| o.config.hold_ttl = std::time::Duration::from_secs(1)).await;
     let body = json!({"event_id": BIG_EVENT, "qty": 2, "seat_ids": ["E-1", "E-2"]});
     let held: Value = app.create("u1", "k1", &body).await.json().await.unwrap();
     let id = held["reservation_id"].as_str().unwrap();
@@ -64,8 +64,8 @@ async fn an_unconfirmed_hold_expires_and_its_seats_come_back() {
 #[tokio::test]
 async fn a_due_hold_reads_as_expired_before_the_sweeper_runs() {
     let app = spawn_app_with(|o| {
-        o.config.hold_ttl_secs = 1;
-        o.config.expiry_interval_ms = 3_600_000;
+        o.config.hold_ttl = std::time::Duration::from_secs(1);
+        o.config.expiry_interval = std::time::Duration::from_millis(3_600_000);
     })
     .await;
     let held = app.hold("u1", BIG_EVENT, 1).await;
@@ -94,8 +94,8 @@ async fn two_replicas_sweeping_at_once_expire_each_hold_once() {
     ))));
     let replica = |store: Arc<MemoryStore>, inventory: Arc<LocalInventory>| {
         move |o: &mut TestOptions| {
-            o.config.hold_ttl_secs = 1;
-            o.config.expiry_interval_ms = 20;
+            o.config.hold_ttl = std::time::Duration::from_secs(1);
+            o.config.expiry_interval = std::time::Duration::from_millis(20);
             o.customize = Some(Box::new(move |d| {
                 d.store = store;
                 d.inventory = inventory;

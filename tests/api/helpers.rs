@@ -45,16 +45,16 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
         port: 0,
         jwt_dev_secret: Some(SECRET.into()),
         data_dir: data_dir.to_path_buf(),
-        expiry_interval_ms: 100,
+        expiry_interval: std::time::Duration::from_millis(100),
         ..Config::default()
     };
-    c.outbox.poll_interval_ms = 100;
-    c.outbox.drain_timeout_ms = 1000;
+    c.outbox.poll_interval = std::time::Duration::from_millis(100);
+    c.outbox.drain_timeout = std::time::Duration::from_millis(1000);
     // The shared client's pooled connections must not race the server's idle close (tests of the
     // connection limits set short values of their own).
-    c.http.header_read_timeout_ms = 300_000;
-    c.http.idle_timeout_ms = 300_000;
-    c.http.request_timeout_ms = 300_000;
+    c.http.header_read_timeout = std::time::Duration::from_millis(300_000);
+    c.http.idle_timeout = std::time::Duration::from_millis(300_000);
+    c.http.request_timeout = std::time::Duration::from_millis(300_000);
     // TEST_STORE=dynamodb runs the suite against DynamoDB (moto, at DYNAMODB_ENDPOINT), with
     // tables of its own per app.
     if std::env::var("TEST_STORE").as_deref() == Ok("dynamodb") {
@@ -68,8 +68,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
         c.dynamodb.tables = TableNames::prefixed(&format!("t{}-", uuid::Uuid::new_v4().simple()));
         c.dynamodb.auto_create = true;
         // moto answers in milliseconds alone but queues under a 1,000-request race: allow for it.
-        c.dynamodb.timeout_ms = 60_000;
-        c.idempotency_lease_secs = 120;
+        c.dynamodb.timeout = std::time::Duration::from_millis(60_000);
+        c.idempotency_lease = std::time::Duration::from_secs(120);
     }
     c
 }
@@ -78,8 +78,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 /// test client on two cores answers slower than the 250 ms production deadline. These tests are
 /// about correctness under a real race; deadlines have tests of their own (`resilience.rs`).
 pub fn under_load(o: &mut TestOptions) {
-    o.config.inventory_client.timeout_ms = 5000;
-    o.config.payment_client.timeout_ms = 5000;
+    o.config.inventory_client.timeout = std::time::Duration::from_millis(5000);
+    o.config.payment_client.timeout = std::time::Duration::from_millis(5000);
 }
 
 pub async fn spawn_app() -> TestApp {

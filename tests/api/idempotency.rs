@@ -159,7 +159,8 @@ async fn confirm_and_cancel_replays_emit_no_second_event() {
 
 #[tokio::test]
 async fn records_expire_after_their_ttl() {
-    let app = spawn_app_with(|o| o.config.idempotency_ttl_secs = 1).await;
+    let app =
+        spawn_app_with(|o| o.config.idempotency_ttl = std::time::Duration::from_secs(1)).await;
     let body = create_body(BIG_EVENT, 1);
     let a: serde_json::Value = app.create("u1", "k", &body).await.json().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;

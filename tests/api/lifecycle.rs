@@ -424,7 +424,7 @@ async fn a_confirm_that_sold_the_seats_but_died_before_its_write_is_finished_by_
     let fail = Arc::new(AtomicBool::new(false));
     let f = fail.clone();
     let app = spawn_app_with(move |o| {
-        o.config.hold_ttl_secs = 1;
+        o.config.hold_ttl = std::time::Duration::from_secs(1);
         o.customize = Some(Box::new(move |d| {
             d.store = Arc::new(FlakyStore {
                 inner: d.store.clone(),
@@ -478,7 +478,7 @@ async fn a_sold_hold_whose_confirm_never_wrote_is_reconciled_by_the_sweeper() {
     let fail = Arc::new(AtomicBool::new(false));
     let f = fail.clone();
     let app = spawn_app_with(move |o| {
-        o.config.hold_ttl_secs = 2;
+        o.config.hold_ttl = std::time::Duration::from_secs(2);
         o.customize = Some(Box::new(move |d| {
             d.store = Arc::new(FlakyStore {
                 inner: d.store.clone(),

@@ -137,9 +137,9 @@ async fn pages_show_my_reservations_newest_first_exactly_once_and_filter_by_stat
 async fn a_hold_past_its_expiry_is_listed_as_expired() {
     let app = spawn_app_with(|o| {
         under_load(o);
-        o.config.hold_ttl_secs = 1;
+        o.config.hold_ttl = std::time::Duration::from_secs(1);
         // The sweeper must not write EXPIRED first: the listing alone says so.
-        o.config.expiry_interval_ms = 3_600_000;
+        o.config.expiry_interval = std::time::Duration::from_millis(3_600_000);
     })
     .await;
     let id = hold_id(&app, "expirer").await;

@@ -7,10 +7,10 @@ use crate::helpers::*;
 #[tokio::test]
 async fn finished_reservations_their_events_and_keys_leave_the_embedded_store() {
     let app = spawn_app_with(|o| {
-        o.config.idempotency_ttl_secs = 1;
-        o.config.retention.outbox_secs = 1;
-        o.config.retention.reservation_secs = 1;
-        o.config.retention.sweep_interval_ms = 100;
+        o.config.idempotency_ttl = std::time::Duration::from_secs(1);
+        o.config.retention.outbox = std::time::Duration::from_secs(1);
+        o.config.retention.reservation = std::time::Duration::from_secs(1);
+        o.config.retention.sweep_interval = std::time::Duration::from_millis(100);
     })
     .await;
     if app.store.item_counts().await.is_none() {

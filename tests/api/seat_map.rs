@@ -148,8 +148,8 @@ async fn the_map_follows_holds_sales_releases_and_expiry(app: TestApp) {
 /// Three-second holds, no sweeper; deadlines for a loaded machine (this test is about the map).
 fn short_holds(o: &mut TestOptions) {
     under_load(o);
-    o.config.hold_ttl_secs = 3;
-    o.config.expiry_interval_ms = 3_600_000;
+    o.config.hold_ttl = std::time::Duration::from_secs(3);
+    o.config.expiry_interval = std::time::Duration::from_millis(3_600_000);
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ async fn a_thousand_mixed_operations_leave_one_event_per_state_change() {
     let app = Arc::new(
         spawn_app_with(|o| {
             under_load(o);
-            o.config.hold_ttl_secs = 2;
+            o.config.hold_ttl = std::time::Duration::from_secs(2);
         })
         .await,
     );

@@ -229,8 +229,7 @@ where
     F: Fn(Call<R>, Duration) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<S, Status>> + Send + 'static,
 {
-    settings.validate(&target.to_ascii_uppercase())?;
-    let max_backoff = Duration::from_millis(settings.retry_max_backoff_ms);
+    let max_backoff = settings.retry_max_backoff;
     // The longest backoff the jitter can draw, plus room for the attempt after it.
     let retry_room = max_backoff.mul_f64(1.5) + MIN_ATTEMPT;
 
@@ -267,10 +266,9 @@ where
     });
 
     let max_attempts = settings.retry_max_attempts;
-    let backoff =
-        ExponentialRandomBackoff::new(Duration::from_millis(settings.retry_backoff_ms), 0.5)
-            .map_err(|e| e.to_string())?
-            .max_interval(max_backoff);
+    let backoff = ExponentialRandomBackoff::new(settings.retry_backoff, 0.5)
+        .map_err(|e| e.to_string())?
+        .max_interval(max_backoff);
     let retry = RetryLayer::<Call<R>, S, AttemptError>::builder()
         .name(target)
         // Retried calls may already have reached the peer (a connection can break after the
@@ -288,11 +286,11 @@ where
         target,
         BreakerSettings {
             failure_rate: f64::from(settings.cb_failure_rate_percent) / 100.0,
-            slow_call_duration: Duration::from_millis(settings.slow_call_ms()),
+            slow_call_duration: settings.slow_call(),
             slow_call_rate: f64::from(settings.cb_slow_call_rate_percent) / 100.0,
             minimum_calls: settings.cb_minimum_calls,
-            window: Duration::from_secs(settings.cb_window_secs),
-            open_for: Duration::from_millis(settings.cb_open_ms),
+            window: settings.cb_window,
+            open_for: settings.cb_open,
             half_open_calls: settings.cb_half_open_calls,
         },
     );
@@ -407,7 +405,7 @@ mod tests {
 
     fn settings() -> GrpcClientSettings {
         GrpcClientSettings {
-            timeout_ms: 200,
+            timeout: Duration::from_millis(200),
             cb_minimum_calls: 100,
             ..GrpcClientSettings::default()
         }

@@ -29,8 +29,8 @@ async fn closed_within(conn: &mut TcpStream, limit: Duration) -> Option<Duration
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let app = spawn_app_with(|o| {
-        o.config.http.idle_timeout_ms = 500;
-        o.config.http.header_read_timeout_ms = 30_000;
+        o.config.http.idle_timeout = std::time::Duration::from_millis(500);
+        o.config.http.header_read_timeout = std::time::Duration::from_millis(30_000);
     })
     .await;
     // Never a byte.
@@ -59,8 +59,8 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
     let app = spawn_app_with(|o| {
-        o.config.http.header_read_timeout_ms = 1000;
-        o.config.http.idle_timeout_ms = 30_000;
+        o.config.http.header_read_timeout = std::time::Duration::from_millis(1000);
+        o.config.http.idle_timeout = std::time::Duration::from_millis(30_000);
     })
     .await;
     let mut conn = connect(&app).await;
@@ -137,7 +137,9 @@ async fn with_the_connection_cap_reached_liveness_still_answers_within_a_second(
 
 #[tokio::test]
 async fn a_request_that_outlives_its_deadline_is_504_in_the_envelope() {
-    let app = spawn_app_with(|o| o.config.http.request_timeout_ms = 500).await;
+    let app =
+        spawn_app_with(|o| o.config.http.request_timeout = std::time::Duration::from_millis(500))
+            .await;
     let mut conn = connect(&app).await;
     // A body announced at 100 bytes of which 10 arrive.
     let head = format!(

@@ -27,7 +27,7 @@ async fn create_confirm_cancel_and_expiry_each_arrive_once_within_a_second() {
     let target = EventTarget::shared(&ep).await;
     let app = spawn_app_with(|o| {
         target.configure(&mut o.config, &ep);
-        o.config.hold_ttl_secs = 3;
+        o.config.hold_ttl = std::time::Duration::from_secs(3);
     })
     .await;
 
@@ -169,7 +169,7 @@ async fn a_thirty_second_outage_fails_no_request_and_loses_no_event() {
         spawn_app_with(|o| {
             under_load(o);
             target.configure(&mut o.config, &proxy.url());
-            o.config.hold_ttl_secs = 600;
+            o.config.hold_ttl = std::time::Duration::from_secs(600);
         })
         .await,
     );
@@ -363,7 +363,7 @@ async fn an_event_rejected_every_time_ends_failed_and_holds_back_no_other() {
     };
     let app = spawn_app_with(|o| {
         o.config.outbox.max_attempts = 4;
-        o.config.outbox.backoff_base_ms = 300;
+        o.config.outbox.backoff_base = std::time::Duration::from_millis(300);
         o.customize = Some(Box::new(move |d| d.sink = Arc::new(sink)));
     })
     .await;

@@ -162,10 +162,10 @@ async fn a_burst_of_creates_on_a_slow_store_double_books_nothing() {
             // moto serves one request at a time (~9 ms each): the burst queues for seconds, so the
             // SDK's attempt timeout (half of this) fires for the late ones and their writes are
             // retried or time out, as on a slow DynamoDB.
-            o.config.dynamodb.timeout_ms = 8000;
+            o.config.dynamodb.timeout = std::time::Duration::from_millis(8000);
             o.config.inventory_grpc_address = Some(inv);
             // Long enough that some holds are still live when the burst is over.
-            o.config.hold_ttl_secs = 25;
+            o.config.hold_ttl = std::time::Duration::from_secs(25);
         })
         .await
     };
@@ -281,16 +281,16 @@ async fn a_seeded_fault_injection_run_leaves_a_consistent_store_and_inventory() 
             o.config.aws_region = "us-east-1".into();
             o.config.dynamodb.tables = t;
             o.config.dynamodb.auto_create = false;
-            o.config.dynamodb.timeout_ms = 800;
+            o.config.dynamodb.timeout = std::time::Duration::from_millis(800);
             o.config.inventory_grpc_address = Some(inv);
-            o.config.inventory_client.timeout_ms = 600;
+            o.config.inventory_client.timeout = std::time::Duration::from_millis(600);
             // Faults are the point here, not the breaker: keep the circuit closed.
             o.config.inventory_client.cb_minimum_calls = 100_000;
-            o.config.hold_ttl_secs = 6;
+            o.config.hold_ttl = std::time::Duration::from_secs(6);
             // The background loops' own reads would crowd moto (one request at a time) and use
             // up the faults; writes wake the relay anyway.
-            o.config.expiry_interval_ms = 500;
-            o.config.outbox.poll_interval_ms = 1000;
+            o.config.expiry_interval = std::time::Duration::from_millis(500);
+            o.config.outbox.poll_interval = std::time::Duration::from_millis(1000);
         })
         .await
     };

@@ -37,8 +37,8 @@ async fn an_inventory_that_answers_after_the_deadline_gives_504_within_the_deadl
     assert_eq!(
         reservation_api::config::Config::default()
             .inventory_client
-            .timeout_ms,
-        250
+            .timeout,
+        Duration::from_millis(250)
     );
     for user in ["u1", "u2"] {
         let (r, took) = timed_create(&app, user).await;
@@ -137,7 +137,7 @@ async fn the_breaker_opens_fails_fast_without_connecting_and_closes_after_probes
         let c = &mut o.config.inventory_client;
         c.cb_minimum_calls = 4;
         c.cb_failure_rate_percent = 50;
-        c.cb_open_ms = 1500;
+        c.cb_open = std::time::Duration::from_millis(1500);
         c.cb_half_open_calls = 2;
     })
     .await;
@@ -214,7 +214,7 @@ async fn a_failing_inventory_trips_the_breaker_and_no_call_reaches_it_while_open
         o.config.inventory_grpc_address = Some(peer.endpoint());
         let c = &mut o.config.inventory_client;
         c.cb_minimum_calls = 4;
-        c.cb_open_ms = 700;
+        c.cb_open = std::time::Duration::from_millis(700);
         c.cb_half_open_calls = 1;
     })
     .await;
@@ -263,7 +263,7 @@ async fn a_full_bulkhead_refuses_one_more_call_at_once_while_the_others_wait() {
         spawn_app_with(|o| {
             o.config.inventory_grpc_address = Some(peer.endpoint());
             o.config.inventory_client.max_concurrent = CAP;
-            o.config.inventory_client.timeout_ms = 1500;
+            o.config.inventory_client.timeout = std::time::Duration::from_millis(1500);
         })
         .await,
     );

@@ -1,10 +1,19 @@
 //! The command line: `serve` (the default), `config check`, `token`, `tables`, and the bundled gRPC peers
-//! `inventory` and `payment`.
+//! `inventory` and `payment`. The definitions are here; each subcommand's body is in the file of
+//! what it runs ([`service`]: the HTTP service and its configuration, [`peers`]: the bundled gRPC
+//! servers, [`tools`]: the one-shot operator commands), and fails with a typed [`CliError`].
+
+mod error;
+pub mod peers;
+pub mod service;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+pub use error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,4 +103,30 @@ pub enum ConfigAction {
 pub enum TablesAction {
     /// Create whichever of the tables are missing (idempotent).
     Create,
+}
+
+/// Run the command line's choice (`serve` when none).
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => service::serve().await,
+        Command::Config {
+            action: ConfigAction::Check,
+        } => service::config_check(),
+        Command::Token { sub, ttl } => tools::token(&sub, ttl),
+        Command::Tables {
+            action: TablesAction::Create,
+        } => tools::create_tables().await,
+        Command::Inventory {
+            action: Some(InventoryAction::Seed { catalog }),
+            ..
+        } => tools::seed(&catalog).await,
+        Command::Inventory {
+            action: None,
+            listen,
+            catalog,
+            metrics_listen,
+        } => peers::inventory(listen, catalog, metrics_listen).await,
+        Command::Payment { listen } => peers::payment(listen).await,
+        Command::Probe { url, service } => tools::probe(&url, &service).await,
+    }
 }
