@@ -588,6 +588,61 @@ fn config_check_exits_2_with_one_line_per_problem() {
 }
 
 #[test]
+fn config_check_reports_every_bad_value_at_once_and_reads_a_blank_variable_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three values clap cannot parse: each is its own line, not only the first.
+    let out = command(dir.path())
+        .args(["config", "check"])
+        .env("HOLD_TTL_SECONDS", "a minute")
+        .env("DYNAMODB_AUTO_CREATE", "yes")
+        .env("INVENTORY_CB_WINDOW_SECONDS", "-1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for needle in [
+        "HOLD_TTL_SECONDS=\"a minute\"",
+        "DYNAMODB_AUTO_CREATE=\"yes\"",
+        "INVENTORY_CB_WINDOW_SECONDS=\"-1\"",
+    ] {
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(needle)).count(),
+            1,
+            "{needle} on one line of {stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    // A blank variable (a compose file's `${X:-}`) is unset; blanks around a value are ignored.
+    let out = command(dir.path())
+        .args(["config", "check"])
+        .env("HOLD_TTL_SECONDS", "")
+        .env("JWT_ISSUER_URI", " ")
+        .env("SERVER_PORT", " 8081 ")
+        .env("STORE", " DynamoDB")
+        .env("INVENTORY_TIMEOUT_MS", "400")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "HOLD_TTL_SECONDS=60",
+        "JWT_ISSUER_URI=(unset)",
+        "SERVER_PORT=8081",
+        "STORE=dynamodb",
+        "INVENTORY_TIMEOUT_MS=400",
+        "INVENTORY_CB_SLOW_CALL_MS=320",
+        "PAYMENT_TIMEOUT_MS=250",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line} in {stdout}");
+    }
+}
+
+#[test]
 fn probe_checks_http_and_grpc_health() {
     let dir = tempfile::tempdir().unwrap();
     let (_app, port, _lines) = serve(dir.path());
