@@ -453,9 +453,10 @@ fn a_request_with_a_60_kb_id_writes_no_log_line_over_2_kb() {
     }
 }
 
-/// The variable names in the first column of the README's configuration table. A name starting
-/// with `_` shares the prefix of the name before it (`DYNAMODB_TABLE_RESERVATIONS` / `_ORDERS`).
-fn readme_configuration_variables() -> std::collections::BTreeSet<String> {
+/// The rows of the README's configuration table: the variable names of the first column, and
+/// the backticked values of the second (the defaults). A name starting with `_` shares the
+/// prefix of the name before it (`DYNAMODB_TABLE_RESERVATIONS` / `_ORDERS`).
+fn readme_configuration_rows() -> Vec<(Vec<String>, Vec<String>)> {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let rows: Vec<&str> = readme
@@ -465,35 +466,46 @@ fn readme_configuration_variables() -> std::collections::BTreeSet<String> {
         .skip(2)
         .collect();
     assert!(rows.len() > 20, "the configuration table was not found");
-    let mut names = std::collections::BTreeSet::new();
-    for row in rows {
-        let first = row.split('|').nth(1).unwrap();
-        let mut prefix = String::new();
-        // The backticked parts: every second piece between backticks.
-        for name in first.split('`').skip(1).step_by(2) {
-            let name = match name.strip_prefix('_') {
-                Some(suffix) => format!("{prefix}_{suffix}"),
-                None => {
-                    prefix = name.rsplit_once('_').map_or("", |(p, _)| p).to_owned();
-                    name.to_owned()
-                }
-            };
-            names.insert(name);
-        }
-    }
-    names
+    // The backticked parts of a cell: every second piece between backticks.
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').collect();
+            let mut prefix = String::new();
+            let names = ticked(cells[1])
+                .into_iter()
+                .map(|name| match name.strip_prefix('_') {
+                    Some(suffix) => format!("{prefix}_{suffix}"),
+                    None => {
+                        prefix = name.rsplit_once('_').map_or("", |(p, _)| p).to_owned();
+                        name
+                    }
+                })
+                .collect();
+            (names, ticked(cells[2]))
+        })
+        .collect()
 }
 
 #[test]
 fn the_readme_configuration_table_lists_exactly_the_variables_the_configuration_reads() {
+    use std::collections::{BTreeMap, BTreeSet};
     // What the code reads: the `env` names of the configuration's clap arguments.
-    let read: std::collections::BTreeSet<String> = reservation_api::config::Config::variables()
+    let read: BTreeMap<String, Option<String>> = reservation_api::config::Config::variables()
         .into_iter()
+        .map(|v| (v.name, v.default))
         .collect();
     assert!(read.len() > 60, "{read:?}");
-    assert!(read.contains("HOLD_TTL_SECONDS") && read.contains("PAYMENT_CB_OPEN_MS"));
-    let listed = readme_configuration_variables();
-    let missing: Vec<_> = read.difference(&listed).collect();
+    assert!(read.contains_key("HOLD_TTL_SECONDS") && read.contains_key("PAYMENT_CB_OPEN_MS"));
+    let rows = readme_configuration_rows();
+    let listed: BTreeSet<String> = rows.iter().flat_map(|(names, _)| names.clone()).collect();
+    let missing: Vec<_> = read.keys().filter(|n| !listed.contains(*n)).collect();
     assert!(
         missing.is_empty(),
         "read by the configuration but not in the README's configuration table: {missing:?}"
@@ -501,13 +513,34 @@ fn the_readme_configuration_table_lists_exactly_the_variables_the_configuration_
     // The table's other rows are the telemetry's (read by the tracing and OpenTelemetry setup,
     // not by the configuration): `RUST_LOG` and `OTEL_*`. Anything else is a stale row.
     let stale: Vec<_> = listed
-        .difference(&read)
-        .filter(|n| *n != "RUST_LOG" && !n.starts_with("OTEL_"))
+        .iter()
+        .filter(|n| !read.contains_key(*n) && *n != "RUST_LOG" && !n.starts_with("OTEL_"))
         .collect();
     assert!(
         stale.is_empty(),
         "in the README's configuration table but read by nothing: {stale:?}"
     );
+    // And the defaults agree, where clap has one (the others depend on the profile): one per
+    // name in a row, or one for all of them (`INVENTORY_…` / `PAYMENT_…`).
+    let mut compared = 0;
+    for (names, defaults) in &rows {
+        for (i, name) in names.iter().enumerate() {
+            let Some(Some(default)) = read.get(name) else {
+                continue;
+            };
+            let documented = match defaults.len() {
+                1 => &defaults[0],
+                n if n == names.len() => &defaults[i],
+                _ => panic!("{name}: the README's default cell {defaults:?} does not pair up"),
+            };
+            assert_eq!(
+                documented, default,
+                "{name}: README default vs code default"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 40, "only {compared} defaults compared");
 }
 
 #[test]

@@ -50,12 +50,27 @@ pub(crate) fn command<T: Args>() -> Command {
     )
 }
 
-/// The names of the variables `T` reads, in declaration order.
-pub(crate) fn names<T: Args>() -> Vec<String> {
+/// A variable the configuration reads, as clap declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    /// The default clap applies when it is unset; `None` when there is none, or when it
+    /// depends on the profile or on another variable (filled in after clap).
+    pub default: Option<String>,
+}
+
+/// The variables `T` reads, in declaration order.
+pub(crate) fn variables<T: Args>() -> Vec<Variable> {
     command::<T>()
         .get_arguments()
-        .filter_map(|a| a.get_env())
-        .map(|n| n.to_string_lossy().into_owned())
+        .filter_map(|a| {
+            let name = a.get_env()?.to_string_lossy().into_owned();
+            let default = a
+                .get_default_values()
+                .first()
+                .map(|d| d.to_string_lossy().into_owned());
+            Some(Variable { name, default })
+        })
         .collect()
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::store::dynamo::TableNames;
+pub use env::Variable;
 use env::{millis, secret, secs, trimmed};
 
 pub use auth::{
@@ -279,8 +280,8 @@ impl Config {
         }
     }
 
-    /// The name of every variable the configuration reads, as clap declares them.
-    pub fn variables() -> Vec<String> {
-        env::names::<Vars>()
+    /// Every variable the configuration reads, with its default, as clap declares them.
+    pub fn variables() -> Vec<Variable> {
+        env::variables::<Vars>()
     }
 }
