@@ -189,4 +189,28 @@ mod tests {
         assert_eq!(h.find("again"), Some(slots[17]));
         assert_eq!(h.chunks.len(), 3);
     }
+
+    #[test]
+    fn a_growing_map_never_resizes_more_than_one_shard_at_once() {
+        let mut h = Holds::with_seats(8_000);
+        let caps = |h: &Holds| h.shards.iter().map(|s| s.capacity()).collect::<Vec<_>>();
+        let mut before = caps(&h);
+        let mut worst = 0.0f64;
+        for n in 0..100_000 {
+            h.insert(hold(&format!("r{n}")));
+            let after = caps(&h);
+            let grown: Vec<usize> = (0..SHARDS).filter(|&i| after[i] != before[i]).collect();
+            assert!(grown.len() <= 1, "one shard at a time");
+            if let (Some(&g), true) = (grown.first(), h.len() >= 10_000) {
+                // The records a resize moves, as a share of all records.
+                worst = worst.max(h.shards[g].len() as f64 / h.len() as f64);
+            }
+            before = after;
+        }
+        assert!(worst > 0.0, "the shards did grow");
+        assert!(
+            worst <= 1.0 / 16.0,
+            "a resize moved {worst:.3} of the records"
+        );
+    }
 }
