@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod dynamo;
 pub mod engine;
+pub mod hall;
 pub mod local;
 pub mod metrics;
 pub mod seats;

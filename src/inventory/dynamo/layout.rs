@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::inventory::catalog::EventSpec;
+use crate::inventory::hall::split_seat_id;
 use crate::inventory::{InventoryError, Seat};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -121,11 +122,9 @@ impl EventMeta {
 
     /// `(row index, seat number)` of a seat id `{row}-{k}`, if the event has it.
     pub fn locate(&self, seat_id: &str) -> Option<(usize, u32)> {
-        let (row, k) = seat_id.rsplit_once('-')?;
+        let (row, k) = split_seat_id(seat_id)?;
         let row = *self.row_index.get(row)?;
-        let k: u32 = k.parse().ok()?;
-        (k >= 1 && k <= self.rows[row].seats && seat_id == format!("{}-{k}", self.rows[row].label))
-            .then_some((row, k))
+        (k >= 1 && k <= self.rows[row].seats).then_some((row, k))
     }
 
     pub fn seat(&self, row: usize, k: u32) -> Seat {

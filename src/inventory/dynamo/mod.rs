@@ -4,28 +4,29 @@
 //! [`layout`] and docs/inventory.md.
 
 mod client;
+mod hold;
 pub mod layout;
+mod reads;
 mod sale;
 pub mod seed;
 mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use self::client::{SeatsClient, Tx};
+use self::client::SeatsClient;
 use self::layout::*;
-use self::view::{EventView, Picked, Views};
-use super::engine::{HoldResult, HoldState, SectionCounts};
+use self::view::{EventView, Views};
+use super::engine::{HoldResult, HoldState};
 use super::seats::{EventCounts, SeatEngine};
 use super::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, InventoryError, ReleaseOutcome,
-    ReleaseRequest, Seat, SeatMap, SeatMapStatus, SectionInfo,
+    ReleaseRequest, Seat, SeatMap,
 };
 
 /// Tries of one call when other processes keep winning the same seats or changing the hold.
@@ -193,222 +194,6 @@ impl DynamoSeats {
             ),
         }
     }
-
-    /// The hold's transaction: each row's seats taken if free, and the hold item if new.
-    fn hold_tx(
-        &self,
-        event: &str,
-        meta: &EventMeta,
-        req: &HoldRequest,
-        seats: &[(usize, u32)],
-        now_us: i64,
-    ) -> Result<Vec<TransactWriteItem>, InventoryError> {
-        let until = micros(req.hold_expires_at);
-        let mut items = Vec::new();
-        for (row, ks) in by_row(seats) {
-            let set: Vec<String> = ks.iter().map(|k| format!("u{k} = :u, h{k} = :h")).collect();
-            let cond: Vec<String> = ks
-                .iter()
-                .map(|k| format!("(attribute_not_exists(u{k}) OR u{k} <= :now)"))
-                .collect();
-            let update = Update::builder()
-                .table_name(&self.db.table)
-                .key("pk", s(row_key(event, &meta.rows[row].label)))
-                .update_expression(format!("SET {}", set.join(", ")))
-                .condition_expression(format!("attribute_exists(pk) AND {}", cond.join(" AND ")))
-                .expression_attribute_values(":u", n(until))
-                .expression_attribute_values(":h", s(&req.reservation_id))
-                .expression_attribute_values(":now", n(now_us))
-                .build()
-                .map_err(build_err)?;
-            items.push(TransactWriteItem::builder().update(update).build());
-        }
-        let ids: Vec<AttributeValue> = seats.iter().map(|&(r, k)| s(meta.seat(r, k).id)).collect();
-        let put = Put::builder()
-            .table_name(&self.db.table)
-            .item("pk", s(hold_key(event, &req.reservation_id)))
-            .item("user", s(&req.user_id))
-            .item("seats", AttributeValue::L(ids))
-            .item("until", n(until))
-            .item("state", s(StoredState::Active.as_str()))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        items.push(TransactWriteItem::builder().put(put).build());
-        Ok(items)
-    }
-
-    /// Try to hold `seats`: `Ok(None)` if held, else the rows whose seats were taken, or `Err`
-    /// with the repeat answer if the reservation already holds.
-    async fn try_hold(
-        &self,
-        event: &str,
-        meta: &EventMeta,
-        req: &HoldRequest,
-        seats: &[(usize, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Result<(), Attempt>, InventoryError> {
-        let items = self.hold_tx(event, meta, req, seats, micros(now))?;
-        let rows: Vec<usize> = by_row(seats).into_keys().collect();
-        match self.db.transact(items).await? {
-            Tx::Done => Ok(Ok(())),
-            Tx::Failed(failed) => {
-                if failed.last().copied().unwrap_or(false) {
-                    let h = self.hold_item(event, &req.reservation_id).await?;
-                    return Ok(Err(Attempt::Repeat(
-                        h.map(|h| Self::repeat(Some(meta), &h, now)),
-                    )));
-                }
-                let lost: Vec<usize> = rows
-                    .iter()
-                    .zip(&failed)
-                    .filter(|(_, f)| **f)
-                    .map(|(r, _)| *r)
-                    .collect();
-                let fresh = self.read_rows(event, meta, Some(&lost)).await?;
-                self.views.refresh_rows(event, fresh.clone());
-                Ok(Err(Attempt::Lost(fresh)))
-            }
-        }
-    }
-
-    async fn reserve_named(
-        &self,
-        meta: &EventMeta,
-        req: &HoldRequest,
-        now: DateTime<Utc>,
-    ) -> Result<HoldResult, InventoryError> {
-        let mut seats: Picked = Vec::with_capacity(req.seat_ids.len());
-        for id in &req.seat_ids {
-            match meta.locate(id) {
-                Some(p) if !seats.contains(&p) => seats.push(p),
-                Some(_) => return Ok(invalid("seat_ids", format!("seat {id} is named twice"))),
-                None => return Ok(invalid("seat_ids", format!("no seat {id} at this event"))),
-            }
-        }
-        for _ in 0..ATTEMPTS {
-            match self.try_hold(&req.event_id, meta, req, &seats, now).await? {
-                Ok(()) => {
-                    let until = micros(req.hold_expires_at);
-                    self.views
-                        .mark(&req.event_id, &seats, Some((&req.reservation_id, until)));
-                    return Ok(held(meta, &seats, req.hold_expires_at));
-                }
-                Err(Attempt::Repeat(Some(r))) => return Ok(r),
-                Err(Attempt::Repeat(None)) => continue,
-                Err(Attempt::Lost(rows)) => {
-                    let now_us = micros(now);
-                    let taken: Vec<String> = seats
-                        .iter()
-                        .filter(|(r, k)| {
-                            rows.iter().any(|(i, t)| i == r && !is_free(t, *k, now_us))
-                        })
-                        .map(|&(r, k)| meta.seat(r, k).id)
-                        .collect();
-                    if !taken.is_empty() {
-                        return Ok(hold_result(
-                            HoldOutcome::Unavailable {
-                                message: format!("seats taken: {}", taken.join(", ")),
-                                seat_ids: taken,
-                            },
-                            None,
-                        ));
-                    }
-                }
-            }
-        }
-        Err(client::unavailable("seats kept changing; try again"))
-    }
-
-    async fn reserve_best(
-        &self,
-        meta: &EventMeta,
-        req: &HoldRequest,
-        now: DateTime<Utc>,
-    ) -> Result<HoldResult, InventoryError> {
-        let qty = req.qty as usize;
-        let now_us = micros(now);
-        let mine = (req.reservation_id.as_str(), micros(req.hold_expires_at));
-        let mut spread = false;
-        for _ in 0..ATTEMPTS {
-            let event = &req.event_id;
-            let seats = match self.views.pick(event, qty, now_us, spread, mine) {
-                Some(s) => s,
-                // Sold out by this picture, which may count picks of this process still in flight
-                // or miss seats other processes freed: read the table before saying so, at most
-                // once per SOLD_OUT_RECHECK.
-                None if self.views.sold_out_recently(event, qty) => break,
-                None => {
-                    self.reread_all(event, meta).await?;
-                    match self.views.pick(event, qty, now_us, spread, mine) {
-                        Some(s) => s,
-                        None => {
-                            self.views.mark_sold_out(event, qty);
-                            break;
-                        }
-                    }
-                }
-            };
-            match self.try_hold(&req.event_id, meta, req, &seats, now).await? {
-                Ok(()) => return Ok(held(meta, &seats, req.hold_expires_at)),
-                Err(Attempt::Repeat(r)) => {
-                    self.views.mark(&req.event_id, &seats, None);
-                    match r {
-                        Some(r) => return Ok(r),
-                        None => continue,
-                    }
-                }
-                Err(Attempt::Lost(_)) => spread = true,
-            }
-        }
-        // A repeat of a hold made earlier finds its own seats taken: it gets its hold back.
-        if let Some(h) = self.hold_item(&req.event_id, &req.reservation_id).await? {
-            return Ok(Self::repeat(Some(meta), &h, now));
-        }
-        Ok(hold_result(
-            HoldOutcome::Unavailable {
-                message: format!("fewer than {qty} seats left"),
-                seat_ids: vec![],
-            },
-            None,
-        ))
-    }
-}
-
-enum Attempt {
-    /// The reservation holds already (its repeat answer), or held and then vanished (`None`).
-    Repeat(Option<HoldResult>),
-    /// Seats were taken: the rows that refused, as read again.
-    Lost(Vec<(usize, Taken)>),
-}
-
-fn held(meta: &EventMeta, seats: &[(usize, u32)], until: DateTime<Utc>) -> HoldResult {
-    hold_result(
-        HoldOutcome::Held {
-            seats: seats.iter().map(|&(r, k)| meta.seat(r, k)).collect(),
-            hold_expires_at: until,
-        },
-        Some(HoldState::Active),
-    )
-}
-
-impl DynamoSeats {
-    /// Every row as the table has it now (also refreshing this process's picture).
-    async fn all_rows(
-        &self,
-        event: &str,
-    ) -> Result<Option<(Arc<EventMeta>, Vec<Taken>)>, InventoryError> {
-        let Some(meta) = self.meta(event).await? else {
-            return Ok(None);
-        };
-        let read = self.read_rows(event, &meta, None).await?;
-        let mut rows = vec![Taken::new(); meta.rows.len()];
-        for (i, t) in &read {
-            rows[*i] = t.clone();
-        }
-        self.views.refresh_rows(event, read);
-        Ok(Some((meta, rows)))
-    }
 }
 
 #[async_trait]
@@ -478,40 +263,8 @@ impl SeatEngine for DynamoSeats {
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<EventCounts>, InventoryError> {
-        let Some((meta, rows)) = self.all_rows(event_id).await? else {
-            return Ok(None);
-        };
-        let now_us = micros(now);
-        let mut sections: Vec<SectionCounts> = meta
-            .spec
-            .sections
-            .iter()
-            .map(|s| SectionCounts {
-                section: s.id.clone(),
-                name: s.name.clone(),
-                min_price: s.price,
-                max_price: s.price,
-                ..Default::default()
-            })
-            .collect();
-        for (row, taken) in meta.rows.iter().zip(&rows) {
-            let Some(c) = sections.iter_mut().find(|c| c.section == row.section) else {
-                continue;
-            };
-            c.total += row.seats;
-            for k in 1..=row.seats {
-                match taken.get(&k) {
-                    Some((_, SOLD)) => c.sold += 1,
-                    Some((_, until)) if *until > now_us => c.reserved += 1,
-                    _ => c.available += 1,
-                }
-            }
-        }
-        Ok(Some(EventCounts {
-            name: meta.spec.name.clone(),
-            currency: meta.spec.currency.clone(),
-            sections,
-        }))
+        let rows = self.all_rows(event_id).await?;
+        Ok(rows.map(|(meta, rows)| reads::count_seats(&meta, &rows, now)))
     }
 
     async fn available(
@@ -520,29 +273,8 @@ impl SeatEngine for DynamoSeats {
         seat_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<Option<(Vec<Seat>, Vec<String>)>, InventoryError> {
-        let Some((meta, rows)) = self.all_rows(event_id).await? else {
-            return Ok(None);
-        };
-        let now_us = micros(now);
-        if seat_ids.is_empty() {
-            let free = meta
-                .rows
-                .iter()
-                .enumerate()
-                .flat_map(|(i, r)| (1..=r.seats).map(move |k| (i, k)))
-                .filter(|&(i, k)| is_free(&rows[i], k, now_us))
-                .map(|(i, k)| meta.seat(i, k))
-                .collect();
-            return Ok(Some((free, vec![])));
-        }
-        let (mut free, mut taken) = (vec![], vec![]);
-        for id in seat_ids {
-            match meta.locate(id) {
-                Some((i, k)) if is_free(&rows[i], k, now_us) => free.push(meta.seat(i, k)),
-                _ => taken.push(id.clone()),
-            }
-        }
-        Ok(Some((free, taken)))
+        let rows = self.all_rows(event_id).await?;
+        Ok(rows.map(|(meta, rows)| reads::free_seats(&meta, &rows, seat_ids, now)))
     }
 
     async fn seat_page(
@@ -555,48 +287,7 @@ impl SeatEngine for DynamoSeats {
         let Some(meta) = self.meta(event_id).await? else {
             return Ok(None);
         };
-        let mut map = SeatMap {
-            currency: meta.spec.currency.clone(),
-            sections: meta
-                .spec
-                .sections
-                .iter()
-                .map(|s| SectionInfo {
-                    id: s.id.clone(),
-                    name: s.name.clone(),
-                    price: s.price,
-                })
-                .collect(),
-            ..SeatMap::default()
-        };
-        let (mut rows, mut count) = (Vec::new(), 0usize);
-        for (i, row) in meta.rows.iter().enumerate().skip(first_row) {
-            let n = row.seats as usize;
-            if !rows.is_empty() && count + n > max_seats {
-                map.next_row = Some(i);
-                break;
-            }
-            rows.push(i);
-            count += n;
-        }
-        // Only the page's rows are read, consistently: the picture may be stale.
-        let mut taken: HashMap<usize, Taken> = self
-            .read_rows(event_id, &meta, Some(&rows))
-            .await?
-            .into_iter()
-            .collect();
-        let now_us = micros(now);
-        for i in rows {
-            let t = taken.remove(&i).unwrap_or_default();
-            for k in 1..=meta.rows[i].seats {
-                let status = match t.get(&k) {
-                    Some((_, SOLD)) => SeatMapStatus::Sold,
-                    Some((_, until)) if *until > now_us => SeatMapStatus::Held,
-                    _ => SeatMapStatus::Available,
-                };
-                map.seats.push((meta.seat(i, k), status));
-            }
-        }
-        Ok(Some(map))
+        let page = (first_row, max_seats);
+        Ok(Some(self.read_page(event_id, &meta, page, now).await?))
     }
 }
