@@ -16,4 +16,5 @@ pub mod payment;
 pub mod service;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

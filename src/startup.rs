@@ -8,7 +8,6 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::admission::Admission;
 use crate::auth::jwks::{JwksKeys, JwksSettings};
@@ -40,6 +39,7 @@ use crate::store::dynamo::{self, DynamoStore};
 use crate::store::memory::MemoryStore;
 use crate::store::retention::RetentionSweeper;
 use crate::store::Store;
+use crate::tasks::BackgroundTasks;
 
 /// The parts the service is made of; tests swap single parts.
 pub struct Dependencies {
@@ -327,11 +327,8 @@ impl Application {
             jwks: deps.jwks,
             admission: deps.admission,
             peers: deps.peers,
-            limits: {
-                let limits = Arc::new(RateLimits::new(&config.rate_limits));
-                limits.spawn_cleanup();
-                limits
-            },
+            limits: Arc::new(RateLimits::new(&config.rate_limits)),
+            tasks: BackgroundTasks::new(),
         };
         Ok(Self {
             listener,
@@ -355,33 +352,50 @@ impl Application {
         self.state.service.clone()
     }
 
-    /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests, stop the
-    /// sweeper, let the relay publish what is due, and stop the bundled gRPC servers.
+    /// Serve until `shutdown` resolves: then turn readiness DOWN and keep accepting for
+    /// `HTTP_SHUTDOWN_GRACE_MS`, stop accepting, finish in-flight requests, stop the sweepers,
+    /// let the relay publish what is due, and stop the bundled gRPC servers.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let stop = CancellationToken::new();
-        let relay = tokio::spawn(self.relay.run(stop.clone()));
-        let expiry = tokio::spawn(self.expiry.run(stop.clone()));
-        let retention = tokio::spawn(self.retention.run(stop.clone()));
+        let tasks = self.state.tasks.clone();
+        let stop = tasks.stop_token();
+        tasks.spawn("outbox_relay", self.relay.run(stop.clone()));
+        tasks.spawn("hold_expiry", self.expiry.run(stop.clone()));
+        tasks.spawn("retention_sweeper", self.retention.run(stop.clone()));
+        if let Some(cleanup) = self.state.limits.cleanup(stop) {
+            tasks.spawn("rate_limit_cleanup", cleanup);
+        }
+        if let Some(refresh) = self.state.jwks.as_ref().and_then(|k| k.take_refresh()) {
+            tasks.watch("jwks_refresh", refresh);
+        }
         let ready = self.state.ready.clone();
         let jwks = self.state.jwks.clone();
+        let grace = self.http.shutdown_grace;
         let router = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "reservation-api listening");
         let served = http::server::serve(self.listener, router, &self.http, async move {
             shutdown.await;
+            // DOWN first, while the listener still accepts: a probe can see it before
+            // connections are refused.
             ready.store(false, Ordering::Relaxed);
-            tracing::info!("shutting down: finishing in-flight requests");
+            if !grace.is_zero() {
+                tracing::info!(
+                    grace_ms = grace.as_millis() as u64,
+                    "shutting down: readiness DOWN, still serving"
+                );
+                tokio::time::sleep(grace).await;
+            }
+            tracing::info!("shutting down: listener closed, finishing in-flight requests");
         })
         .await;
-        stop.cancel();
+        // The tasks' token first, so that the key refresh's end is not taken for a failure.
+        tasks.stop_token().cancel();
         if let Some(k) = jwks {
             k.stop();
         }
-        let _ = expiry.await;
-        let _ = retention.await;
-        let _ = relay.await;
+        tasks.shutdown().await;
         for s in self.local_servers {
             s.shutdown().await;
         }

@@ -68,6 +68,8 @@ pub struct JwksKeys {
     jwks_uri: Mutex<Option<String>>,
     refetch: Mutex<Refetch>,
     stop: CancellationToken,
+    /// The refresh task, until the application takes it to watch.
+    refresh: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +98,7 @@ impl JwksKeys {
             loaded: AtomicBool::new(false),
             refetch: Mutex::new(Refetch::default()),
             stop: CancellationToken::new(),
+            refresh: Mutex::new(None),
         }))
     }
 
@@ -224,7 +227,7 @@ impl JwksKeys {
     pub fn spawn_refresh(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         let stop = self.stop.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut retry = Duration::from_secs(1);
             loop {
                 let Some(this) = weak.upgrade() else { return };
@@ -232,7 +235,11 @@ impl JwksKeys {
                 let loaded = this.is_loaded();
                 drop(this);
                 let outcome = match fetch {
-                    Some(f) => f.await,
+                    // Shutdown does not wait for a fetch (up to its timeout).
+                    Some(f) => tokio::select! {
+                        _ = stop.cancelled() => return,
+                        o = f => o,
+                    },
                     None => None,
                 };
                 let wait = match outcome {
@@ -253,6 +260,15 @@ impl JwksKeys {
                 }
             }
         });
+        *self.refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    /// The refresh task of [`Self::spawn_refresh`], for the application to watch (once).
+    pub fn take_refresh(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn stop(&self) {

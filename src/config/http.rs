@@ -21,6 +21,10 @@ pub struct HttpSettings {
     /// Open connections served at most.
     #[arg(id = "HTTP_MAX_CONNECTIONS", env = "HTTP_MAX_CONNECTIONS", default_value = "10000", value_parser = trimmed::<usize>)]
     pub max_connections: usize,
+    /// On SIGTERM, readiness answers DOWN while the listener still accepts, for this long; then
+    /// it closes and in-flight requests finish.
+    #[arg(id = "HTTP_SHUTDOWN_GRACE_MS", env = "HTTP_SHUTDOWN_GRACE_MS", default_value = "0", value_parser = millis)]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpSettings {
@@ -44,6 +48,9 @@ impl HttpSettings {
         if self.max_connections == 0 {
             out.push("HTTP_MAX_CONNECTIONS must be positive".into());
         }
+        if self.shutdown_grace > Duration::from_secs(300) {
+            out.push("HTTP_SHUTDOWN_GRACE_MS must be 0-300000".into());
+        }
     }
 }
 
@@ -63,9 +70,10 @@ mod tests {
         HttpSettings {
             idle_timeout: Duration::ZERO,
             max_connections: 0,
+            shutdown_grace: Duration::from_secs(301),
             ..d
         }
         .problems(&mut out);
-        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.len(), 3, "{out:?}");
     }
 }

@@ -37,13 +37,21 @@ async fn readiness_components(state: &AppState) -> (bool, serde_json::Value) {
     let store_up = store.is_ok();
     let jwks_up = state.jwks.as_ref().is_none_or(|k| k.is_loaded());
     let peers_up = peers.iter().all(Result::is_ok);
-    let up = accepting && store_up && jwks_up && peers_up;
+    let failed_tasks = state.tasks.failed();
+    let tasks_up = failed_tasks.is_empty();
+    let up = accepting && store_up && jwks_up && peers_up && tasks_up;
     ::metrics::gauge!("reservation_api_ready").set(if up { 1.0 } else { 0.0 });
     let s = |b: bool| if b { "UP" } else { "DOWN" };
     let mut components = json!({
         "store": { "status": s(store_up) },
         "readinessState": { "status": s(accepting) },
     });
+    // A sweeper or the relay that died leaves the replica answering but not doing its chores.
+    components["backgroundTasks"] = if tasks_up {
+        json!({ "status": "UP" })
+    } else {
+        json!({ "status": "DOWN", "details": failed_tasks })
+    };
     // A create needs both peers: a replica that cannot reach them takes no traffic.
     for (peer, r) in state.peers.iter().zip(&peers) {
         components[peer.name] = match r {
@@ -75,7 +83,8 @@ pub async fn liveness() -> Response {
     health_response(true, json!({ "livenessState": { "status": "UP" } }))
 }
 
-/// Ready for traffic: the store answers and the service is not shutting down. DOWN → 503.
+/// Ready for traffic: the store and the peers answer, every background task runs, and the
+/// service is not shutting down. DOWN → 503.
 #[utoipa::path(get, path = "/actuator/health/readiness", tag = "operations",
     responses((status = 200, description = "UP"), (status = 503, description = "DOWN")))]
 pub async fn readiness(State(state): State<AppState>) -> Response {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// The inventory and payment servers' health checks (readiness: `inventory`, `payment`).
     pub peers: Vec<Arc<crate::grpc::health::PeerHealth>>,
+    /// The background tasks, watched (readiness: `backgroundTasks`).
+    pub tasks: Arc<crate::tasks::BackgroundTasks>,
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -4,11 +4,12 @@
 //! should be set to (what the dependencies sustain) ÷ N.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::RateLimitSettings;
 
@@ -108,21 +109,23 @@ impl RateLimits {
         }
     }
 
-    /// Run [`Self::forget_idle`] periodically while the limits are in use.
-    pub fn spawn_cleanup(self: &Arc<Self>) {
-        if self.user.is_none() {
-            return;
-        }
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+    /// Run [`Self::forget_idle`] periodically until `stop` (nothing to run without a per-user
+    /// limit).
+    pub fn cleanup(
+        self: &Arc<Self>,
+        stop: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.user.as_ref()?;
+        // Held, not weak: it ends on `stop` alone, so that any other end is a failure.
+        let limits = self.clone();
+        Some(async move {
             loop {
-                tokio::time::sleep(CLEANUP_EVERY).await;
-                match weak.upgrade() {
-                    Some(limits) => limits.forget_idle(),
-                    None => return,
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(CLEANUP_EVERY) => limits.forget_idle(),
                 }
             }
-        });
+        })
     }
 }
 

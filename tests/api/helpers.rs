@@ -234,6 +234,13 @@ impl TestApp {
             .collect()
     }
 
+    /// Signal shutdown (as SIGTERM does) without waiting for the app to finish.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stop the app and wait for it to finish.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {

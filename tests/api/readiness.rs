@@ -1,6 +1,12 @@
-//! Readiness includes the peers: a replica that cannot reach its inventory takes no traffic.
+//! Readiness includes the peers: a replica that cannot reach its inventory takes no traffic; nor
+//! does one whose background tasks died.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reservation_api::domain::OutboxEvent;
+use reservation_api::outbox::{EntryResults, EventSink, PublishError};
 
 use reservation_api::grpc::inventory_server::InventoryGrpc;
 use reservation_api::grpc::local;
@@ -8,7 +14,7 @@ use reservation_api::inventory::catalog::Catalog;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app_with, SMALL_EVENT};
 use crate::peers::serve_on;
 
 async fn readiness(app: &crate::helpers::TestApp) -> (u16, Value) {
@@ -108,5 +114,65 @@ async fn the_bundled_servers_answer_grpc_health_for_their_service() {
     )
     .unwrap();
     assert!(h.check().await.is_err());
+    app.stop().await;
+}
+
+/// An event sink with a bug: the relay task panics on the first event it publishes.
+struct PanickingSink;
+
+#[async_trait]
+impl EventSink for PanickingSink {
+    async fn publish(&self, _: &[OutboxEvent]) -> Result<EntryResults, PublishError> {
+        panic!("the sink fell over")
+    }
+}
+
+#[tokio::test]
+async fn a_background_task_that_panics_turns_readiness_down_naming_it_while_liveness_stays_up() {
+    let app = spawn_app_with(|o| {
+        o.customize = Some(Box::new(|d| d.sink = Arc::new(PanickingSink)));
+    })
+    .await;
+    let (code, body) = readiness(&app).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["components"]["backgroundTasks"]["status"], "UP",
+        "{body}"
+    );
+
+    // A hold writes its event: the relay publishes it, and panics.
+    app.hold("u1", SMALL_EVENT, 1).await;
+    let body = until_readiness(&app, 503).await;
+    let tasks = &body["components"]["backgroundTasks"];
+    assert_eq!(tasks["status"], "DOWN", "{body}");
+    let reason = tasks["details"]["outbox_relay"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(reason, "panicked: the sink fell over", "{body}");
+    // Only the relay died; the replica is not shutting down.
+    assert_eq!(
+        tasks["details"].as_object().map(|d| d.len()),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        body["components"]["readinessState"]["status"], "UP",
+        "{body}"
+    );
+    // The overall health says so too; liveness does not: the process itself is fine.
+    let health = app
+        .client
+        .get(app.url("/actuator/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let live = app
+        .client
+        .get(app.url("/actuator/health/liveness"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
     app.stop().await;
 }

@@ -1,5 +1,5 @@
 //! Connection hygiene: idle and slow connections are closed, the connection cap leaves health
-//! answerable, and no request outlives its deadline.
+//! answerable, no request outlives its deadline, and shutdown lets probes see it coming.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
+use crate::peers::{self, Mode, ScriptedInventory};
 
 async fn connect(app: &TestApp) -> TcpStream {
     let addr = app.address.trim_start_matches("http://");
@@ -162,4 +163,93 @@ async fn a_request_that_outlives_its_deadline_is_504_in_the_envelope() {
     assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
     assert!(answer.contains(r#""code":"UPSTREAM_TIMEOUT""#), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn on_shutdown_readiness_is_down_for_the_grace_period_while_in_flight_requests_finish() {
+    use reservation_api::grpc::health::with_health;
+    use reservation_api::grpc::proto::reservation::v1::inventory_service_server::InventoryServiceServer;
+    let inventory = ScriptedInventory::new(Mode::Healthy);
+    let peer = peers::serve(with_health::<InventoryServiceServer<ScriptedInventory>>(
+        tonic::service::Routes::new(InventoryServiceServer::new(inventory.clone())),
+    ))
+    .await;
+    let grace = Duration::from_millis(1500);
+    let mut app = spawn_app_with(|o| {
+        o.config.inventory_grpc_address = Some(peer.addr.to_string());
+        o.config.inventory_client.timeout = Duration::from_secs(10);
+        o.config.http.shutdown_grace = grace;
+    })
+    .await;
+    let readiness = |client: reqwest::Client, url: String| async move {
+        let r = client.get(url).send().await.expect("readiness answers");
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let url = app.url("/actuator/health/readiness");
+    let (code, body) = readiness(app.client.clone(), url.clone()).await;
+    assert_eq!(code, 200, "{body}");
+
+    // A create in flight: the inventory takes longer to answer than the grace period lasts.
+    inventory.set_mode(Mode::Stalled(grace + Duration::from_millis(1000)));
+    let create = {
+        let (client, url) = (app.client.clone(), app.url("/v1/reservations"));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token("u1"))
+                .header("Idempotency-Key", "k-in-flight")
+                .json(&create_body(SMALL_EVENT, 1))
+                .send()
+                .await
+                .expect("the in-flight request is answered");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while inventory.in_flight() == 0 {
+        assert!(
+            Instant::now() < until,
+            "the create never reached the inventory"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    app.signal_shutdown();
+    let signalled = Instant::now();
+    // During the grace period the listener still accepts (a new client, a new connection), and
+    // readiness answers DOWN because the replica is shutting down.
+    let (code, body) = readiness(reqwest::Client::new(), url.clone()).await;
+    assert!(
+        signalled.elapsed() < grace,
+        "answered only after the grace period"
+    );
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["status"], "DOWN", "{body}");
+    assert_eq!(
+        body["components"]["readinessState"]["status"], "DOWN",
+        "{body}"
+    );
+
+    // The request in flight finishes with its answer, after the listener closed.
+    let (code, body) = create.await.unwrap();
+    assert_eq!(code, 201, "{body}");
+    assert!(body["reservation_id"].is_string(), "{body}");
+    assert!(signalled.elapsed() >= grace);
+    let handle = app.handle.take().expect("the app's task");
+    let served = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("the app stops once its requests are done");
+    assert!(served.unwrap().is_ok());
+    assert!(
+        TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap())
+            .await
+            .is_err(),
+        "the listener is closed"
+    );
 }
