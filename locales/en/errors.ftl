@@ -23,3 +23,4 @@ UPSTREAM_UNAVAILABLE = A service we depend on is unavailable. Retry after the ti
 INTERNAL = Internal error.
 NOT_FOUND = No such route.
 METHOD_NOT_ALLOWED = This method is not allowed on this route.
+REQUEST_REFUSED = The request cannot be served as sent.

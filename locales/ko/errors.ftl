@@ -22,3 +22,4 @@ UPSTREAM_UNAVAILABLE = 연동 서비스를 사용할 수 없습니다. Retry-Aft
 INTERNAL = 내부 오류가 발생했습니다.
 NOT_FOUND = 없는 경로입니다.
 METHOD_NOT_ALLOWED = 이 경로에서 허용되지 않는 메서드입니다.
+REQUEST_REFUSED = 보낸 그대로는 처리할 수 없는 요청입니다.

@@ -135,7 +135,7 @@ pub async fn metric_names() -> Json<serde_json::Value> {
     responses(
         (status = 200, description = "Samples"),
         (status = 404, description = "NOT_FOUND: no metric of that name has samples yet",
-            body = super::reservations::ErrorEnvelope, example = json!(super::docs::error_example("NOT_FOUND"))),
+            body = super::error::ErrorEnvelope, example = json!(super::docs::error_example("NOT_FOUND"))),
     ))]
 pub async fn metric(Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let samples: Vec<_> = metrics::samples(&metrics::render_fresh().await)

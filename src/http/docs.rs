@@ -3,7 +3,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actuator, my_reservations, reservations, seats};
+use super::error::ErrorEnvelope;
+use super::{actuator, error, my_reservations, reservations, seats};
 use crate::i18n::{message, Lang};
 use crate::service::views;
 
@@ -47,8 +48,8 @@ change with the language."
         views::SectionView,
         views::SeatView,
         crate::inventory::SeatMapStatus,
-        reservations::ErrorEnvelope,
-        reservations::ErrorBody,
+        error::ErrorEnvelope,
+        error::ErrorBody,
         reservations::CreateReservationBody,
         reservations::ConfirmReservationBody,
     )),
@@ -161,9 +162,6 @@ pub fn not_json_example() -> serde_json::Value {
 }
 
 fn error_envelope(code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({ "error": {
-        "code": code,
-        "message": message,
-        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
-    }})
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736".to_owned();
+    serde_json::to_value(ErrorEnvelope::new(code, message, trace_id, None)).unwrap_or_default()
 }

@@ -2,12 +2,45 @@
 
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::domain::FieldErrors;
 use crate::idempotency::StoredResponse;
 use crate::service::ServiceError;
 use crate::telemetry::trace;
+
+// One type for what the server sends and what the OpenAPI documents, so the two cannot drift.
+/// Error envelope (every non-2xx answer).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error code (README *Errors*); each response below shows its own.
+    pub code: String,
+    pub message: String,
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    pub trace_id: String,
+    /// Field → problem, for VALIDATION_ERROR.
+    // Spelled out, not `FieldErrors`: utoipa would document the alias as a `$ref` to nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl ErrorEnvelope {
+    pub fn new(code: &str, message: &str, trace_id: String, details: Option<FieldErrors>) -> Self {
+        Self {
+            error: ErrorBody {
+                code: code.to_owned(),
+                message: message.to_owned(),
+                trace_id,
+                details,
+            },
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -127,10 +160,12 @@ impl ApiError {
         )
     }
 
-    /// The envelope for a status that reached us without one (router, panic, layer).
+    /// The envelope for a status that reached us without one (router, panic, layer). Only a
+    /// request that is malformed as sent is a `VALIDATION_ERROR`; a 4xx no code fits is
+    /// `REQUEST_REFUSED`, its status kept.
     pub fn for_status(status: StatusCode) -> Self {
         match status.as_u16() {
-            404 => Self::new(status, "NOT_FOUND", "no such route"),
+            404 | 410 => Self::new(status, "NOT_FOUND", "no such route"),
             405 => Self::new(
                 status,
                 "METHOD_NOT_ALLOWED",
@@ -142,7 +177,7 @@ impl ApiError {
                 "VALIDATION_ERROR",
                 "Content-Type must be application/json",
             ),
-            400 => Self::new(status, "VALIDATION_ERROR", "the request is malformed"),
+            400 | 411 | 422 => Self::new(status, "VALIDATION_ERROR", "the request is malformed"),
             414 => Self::new(status, "VALIDATION_ERROR", "the URI is too long"),
             431 => Self::new(
                 status,
@@ -150,12 +185,17 @@ impl ApiError {
                 "the request's headers are too large",
             ),
             401 => Self::unauthenticated("authentication required"),
+            403 => Self::new(status, "FORBIDDEN", "forbidden"),
+            429 => Self {
+                retry_after: Some(1),
+                ..Self::new(status, "RATE_LIMITED", "too many requests")
+            },
             408 | 504 => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "UPSTREAM_TIMEOUT",
                 "the request timed out",
             ),
-            s if s < 500 => Self::new(status, "VALIDATION_ERROR", "bad request"),
+            s if s < 500 => Self::new(status, "REQUEST_REFUSED", format!("refused with {s}")),
             _ => Self::internal(),
         }
     }
@@ -187,15 +227,14 @@ impl ApiError {
     pub fn body(&self) -> String {
         tracing::info!(target: "http", code = self.code, reason = %self.message, "error answer");
         let message = crate::i18n::message(&self.message_id(), crate::i18n::current());
-        let mut error = json!({
-            "code": self.code,
-            "message": message,
-            "trace_id": trace::current_trace_id(),
-        });
-        if let Some(d) = &self.details {
-            error["details"] = json!(d);
-        }
-        json!({ "error": error }).to_string()
+        let envelope = ErrorEnvelope::new(
+            self.code,
+            &message,
+            trace::current_trace_id(),
+            self.details.clone(),
+        );
+        // Strings and a map of strings: serialising cannot fail.
+        serde_json::to_string(&envelope).unwrap_or_default()
     }
 
     /// The answer as stored for idempotent replay.
@@ -281,5 +320,53 @@ impl IntoResponse for ApiError {
             h.insert(name, value);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_without_an_envelope_gets_a_fitting_code_and_validation_only_for_bad_input() {
+        for (status, code) in [
+            (400, "VALIDATION_ERROR"),
+            (413, "VALIDATION_ERROR"),
+            (415, "VALIDATION_ERROR"),
+            (422, "VALIDATION_ERROR"),
+            (401, "UNAUTHENTICATED"),
+            (403, "FORBIDDEN"),
+            (404, "NOT_FOUND"),
+            (405, "METHOD_NOT_ALLOWED"),
+            (429, "RATE_LIMITED"),
+            (406, "REQUEST_REFUSED"),
+            (409, "REQUEST_REFUSED"),
+            (417, "REQUEST_REFUSED"),
+            (500, "INTERNAL"),
+        ] {
+            let e = ApiError::for_status(StatusCode::from_u16(status).unwrap());
+            assert_eq!(e.code, code, "{status}");
+            assert!(e.status.as_u16() == status || e.status.as_u16() == 500);
+        }
+        assert_eq!(
+            ApiError::for_status(StatusCode::TOO_MANY_REQUESTS).retry_after,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_body_is_the_documented_envelope() {
+        let mut details = FieldErrors::new();
+        details.insert("qty".into(), "must be between 1 and 10".into());
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::validation("bad qty", details).body()).unwrap();
+        let error = body["error"].as_object().unwrap();
+        let mut keys: Vec<_> = error.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["code", "details", "message", "trace_id"]);
+        assert_eq!(error["code"], "VALIDATION_ERROR");
+        assert_eq!(error["details"]["qty"], "must be between 1 and 10");
+        let plain: serde_json::Value = serde_json::from_str(&ApiError::internal().body()).unwrap();
+        assert!(plain["error"].get("details").is_none(), "{plain}");
     }
 }

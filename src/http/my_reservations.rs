@@ -5,8 +5,8 @@ use axum::Json;
 
 use super::docs::error_example;
 use super::error::ApiError;
+use super::error::ErrorEnvelope;
 use super::extract::Authenticated;
-use super::reservations::ErrorEnvelope;
 use super::AppState;
 use crate::service::listing::ListQuery;
 use crate::service::views::ReservationPage;

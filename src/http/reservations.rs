@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::docs::{error_example, not_json_example, too_large_example};
-use super::error::{json_response, ApiError};
+use super::error::{json_response, ApiError, ErrorEnvelope};
 use super::extract::{Authenticated, IdemKey, JsonBody};
 use super::AppState;
 use crate::auth::admission::Admission;
@@ -18,25 +18,6 @@ use crate::idempotency::{fingerprint, Begin, IdempotencyTicket, StoredResponse};
 use crate::service::views::{Cancelled, Confirmed, HoldCreated, ReservationView};
 use crate::service::{Reply, ReservationService, ServiceError};
 use crate::telemetry::trace;
-
-/// Error envelope (every non-2xx answer).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorEnvelope {
-    error: ErrorBody,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// The error code (README *Errors*); each response below shows its own.
-    code: String,
-    message: String,
-    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
-    trace_id: String,
-    /// Field → problem, for VALIDATION_ERROR.
-    details: Option<std::collections::BTreeMap<String, String>>,
-}
 
 /// Create body: `qty` (alias `quantity`) 1–10; `seat_ids` optional, exactly `qty` distinct ids of
 /// the event's catalogue. An event or seat the catalogue does not have is 400 naming the field.

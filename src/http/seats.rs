@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::docs::error_example;
+use super::error::ErrorEnvelope;
 use super::error::{json_response, ApiError};
 use super::extract::Authenticated;
-use super::reservations::ErrorEnvelope;
 use super::AppState;
 use crate::service::views::SeatMapView;
 
