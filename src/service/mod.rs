@@ -1,10 +1,12 @@
-//! The use cases: create, get, confirm, cancel, expire.
+//! The use cases: create and get here; confirm in `confirm.rs`; cancel and expire in `cancel.rs`.
 //!
 //! Seat-changing races are settled by the inventory (a commit and a release of one hold cannot
 //! both succeed) and state races by the store's conditional writes; the loser re-reads and answers
 //! from what won.
 
 mod ambiguity;
+mod cancel;
+mod confirm;
 pub mod error;
 pub mod expiry;
 pub mod listing;
@@ -19,20 +21,17 @@ use tokio::sync::Notify;
 
 pub use error::ServiceError;
 
-use crate::domain::reservation::{CancelPlan, ConfirmPlan};
-use crate::domain::{
-    ids, ConfirmInput, CreateInput, EventType, Order, OutboxEvent, Reservation, ReservationStatus,
-};
+use crate::domain::{ids, CreateInput, EventType, OutboxEvent, Reservation, ReservationStatus};
 use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse};
 use crate::inventory::{
-    CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError,
-    ReleaseOutcome, ReleaseReason, ReleaseRequest,
+    HoldOutcome, HoldRequest, Inventory, InventoryError, ReleaseOutcome, ReleaseReason,
+    ReleaseRequest,
 };
-use crate::payment::{self, PaymentQuery, Payments};
-use crate::store::{ConflictKind, Store, StoreError, Transition};
+use crate::payment::Payments;
+use crate::store::{ConflictKind, Store, StoreError};
 use crate::telemetry::metrics::MethodTimer;
-use ambiguity::{is_transition, unknown_outcome, Resolution};
-use views::{Cancelled, Confirmed, HoldCreated, ReservationView};
+use ambiguity::{unknown_outcome, Resolution};
+use views::{HoldCreated, ReservationView};
 
 #[derive(Clone, Debug)]
 pub struct ServiceSettings {
@@ -247,279 +246,6 @@ impl ReservationService {
         Ok(ReservationView::of(&r, r.effective_status(now_ms())))
     }
 
-    #[tracing::instrument(name = "ReservationService.confirm", skip_all, fields(otel.kind = "internal"))]
-    pub async fn confirm(
-        &self,
-        caller: &Caller,
-        id: &str,
-        input: &ConfirmInput,
-        ticket: &IdempotencyTicket,
-    ) -> Result<Reply, ServiceError> {
-        let _timer = MethodTimer::start("confirm");
-        let r = self.load(id).await?;
-        let intent = &input.payment_intent_id;
-        let plan = r.plan_confirm(&caller.user_id, intent, now_ms())?;
-        if let ConfirmPlan::AlreadyConfirmed { order_id } = plan {
-            return Ok(unrecorded(StoredResponse::json(
-                200,
-                &Confirmed::of(id, &order_id),
-            )));
-        }
-        // Past the deadline only a sale the inventory already made may be finished; every other
-        // late confirm is RESERVATION_EXPIRED, whatever its payment.
-        let late = plan == ConfirmPlan::ProceedIfSold;
-        let query = PaymentQuery {
-            payment_intent_id: intent.clone(),
-            user_id: caller.user_id.clone(),
-            reservation_id: r.id.clone(),
-            amount: r.total_price,
-            currency: r.currency.clone(),
-        };
-        let record = self.payments.lookup(&query).await?;
-        if let Err(why) = payment::approve(&query, record.as_ref()) {
-            return Err(if late {
-                ServiceError::Expired
-            } else {
-                ServiceError::PaymentNotApproved(why)
-            });
-        }
-
-        let committed = self
-            .inventory
-            .commit(CommitRequest {
-                reservation_id: r.id.clone(),
-                event_id: r.event_id.clone(),
-                seat_ids: r.seat_ids.clone(),
-                qty: r.qty,
-                payment_intent_id: intent.clone(),
-                user_id: r.user_id.clone(),
-                idempotency_key: r.idempotency_key.clone(),
-            })
-            .await?;
-        match committed {
-            CommitOutcome::Committed { .. } => {}
-            CommitOutcome::Expired => return Err(ServiceError::Expired),
-            CommitOutcome::Conflict { .. } if late => return Err(ServiceError::Expired),
-            CommitOutcome::Conflict { .. } => return self.confirm_lost(caller, id, intent).await,
-        }
-
-        let now = now_ms();
-        let order = order_for(&r, intent, now);
-        let next = r.confirmed(&order.id, intent, now)?;
-        let event = OutboxEvent::for_reservation(
-            EventType::Confirmed,
-            &next,
-            Some(&order),
-            &caller.trace_id,
-            now,
-        );
-        let response = StoredResponse::json(200, &Confirmed::of(id, &order.id));
-        let completion = IdempotencyCompletion {
-            ticket: ticket.clone(),
-            response: response.clone(),
-        };
-        let t = Transition {
-            next: &next,
-            expected_version: r.version,
-            order: Some(&order),
-            event: &event,
-            completion: Some(&completion),
-        };
-        match self.store.transition(t).await {
-            Ok(()) => {
-                self.written(ReservationStatus::Confirmed);
-                Ok(Reply {
-                    response,
-                    recorded: true,
-                })
-            }
-            Err(e)
-                if e.is_ambiguous()
-                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
-            {
-                // A stale version may be our own earlier attempt, retried after its answer was
-                // lost. Nothing is compensated here (a sale is never undone), so no fence.
-                match self.resolve(id, is_transition(&next), None).await {
-                    Resolution::Landed => {
-                        tracing::info!(reservation_id = %id, error = %e, "the confirm's write landed although its answer was lost");
-                        self.written(ReservationStatus::Confirmed);
-                        // Not `recorded`: the write that landed may be another request's with
-                        // the same look, and then our key is still IN_PROGRESS. Storing the
-                        // answer settles it; if our own write stored it, that is a no-op.
-                        Ok(Reply {
-                            response,
-                            recorded: false,
-                        })
-                    }
-                    Resolution::NotLanded(Some(moved)) if moved.version != r.version => {
-                        self.confirm_lost_to(&moved, caller, intent)
-                    }
-                    Resolution::NotLanded(_) | Resolution::Unknown(_) => Err(unknown_outcome(&e)),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Another writer moved the reservation first: answer from what it is now.
-    async fn confirm_lost(
-        &self,
-        caller: &Caller,
-        id: &str,
-        intent: &str,
-    ) -> Result<Reply, ServiceError> {
-        let r = self.load(id).await?;
-        self.confirm_lost_to(&r, caller, intent)
-    }
-
-    fn confirm_lost_to(
-        &self,
-        r: &Reservation,
-        caller: &Caller,
-        intent: &str,
-    ) -> Result<Reply, ServiceError> {
-        match r.plan_confirm(&caller.user_id, intent, now_ms())? {
-            ConfirmPlan::AlreadyConfirmed { order_id } => Ok(unrecorded(StoredResponse::json(
-                200,
-                &Confirmed::of(&r.id, &order_id),
-            ))),
-            ConfirmPlan::Proceed => Err(ServiceError::InvalidState(
-                "the reservation is no longer held".into(),
-            )),
-            ConfirmPlan::ProceedIfSold => Err(ServiceError::Expired),
-        }
-    }
-
-    #[tracing::instrument(name = "ReservationService.cancel", skip_all, fields(otel.kind = "internal"))]
-    pub async fn cancel(
-        &self,
-        caller: &Caller,
-        id: &str,
-        ticket: &IdempotencyTicket,
-    ) -> Result<Reply, ServiceError> {
-        let _timer = MethodTimer::start("cancel");
-        let r = self.load(id).await?;
-        let done = || unrecorded(StoredResponse::json(200, &Cancelled::of(id)));
-        if r.plan_cancel(&caller.user_id, now_ms())? == CancelPlan::AlreadyCancelled {
-            return Ok(done());
-        }
-        if let ReleaseOutcome::Refused { .. } = self.release(&r, ReleaseReason::Cancelled).await? {
-            // A confirm committed the seats first.
-            return match self
-                .load(id)
-                .await?
-                .plan_cancel(&caller.user_id, now_ms())?
-            {
-                CancelPlan::AlreadyCancelled => Ok(done()),
-                CancelPlan::Proceed => Err(ServiceError::InvalidState(
-                    "the reservation is being confirmed".into(),
-                )),
-            };
-        }
-        let now = now_ms();
-        let next = r.transitioned(ReservationStatus::Cancelled, now)?;
-        let event =
-            OutboxEvent::for_reservation(EventType::Cancelled, &next, None, &caller.trace_id, now);
-        let response = StoredResponse::json(200, &Cancelled::of(id));
-        let completion = IdempotencyCompletion {
-            ticket: ticket.clone(),
-            response: response.clone(),
-        };
-        let t = Transition {
-            next: &next,
-            expected_version: r.version,
-            order: None,
-            event: &event,
-            completion: Some(&completion),
-        };
-        match self.store.transition(t).await {
-            Ok(()) => {
-                self.written(ReservationStatus::Cancelled);
-                Ok(Reply {
-                    response,
-                    recorded: true,
-                })
-            }
-            Err(e)
-                if e.is_ambiguous()
-                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
-            {
-                // The seats are released already; only the record's outcome is in doubt.
-                let found = match self.resolve(id, is_transition(&next), None).await {
-                    Resolution::Landed => {
-                        tracing::info!(reservation_id = %id, error = %e, "the cancel's write landed although its answer was lost");
-                        self.written(ReservationStatus::Cancelled);
-                        // Not `recorded`: two cancels in the same millisecond write the same
-                        // look, so the write that landed may be the other one's, and then our
-                        // key is still IN_PROGRESS. Storing the answer settles it either way.
-                        return Ok(Reply {
-                            response,
-                            recorded: false,
-                        });
-                    }
-                    Resolution::NotLanded(Some(found)) if found.version != r.version => *found,
-                    Resolution::NotLanded(_) | Resolution::Unknown(_) => {
-                        return Err(unknown_outcome(&e))
-                    }
-                };
-                match found.plan_cancel(&caller.user_id, now_ms())? {
-                    CancelPlan::AlreadyCancelled => Ok(done()),
-                    CancelPlan::Proceed => Err(ServiceError::InvalidState(
-                        "the reservation changed; try again".into(),
-                    )),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Expire one due hold: release its seats, then write EXPIRED with its event. Safe to run from
-    /// several replicas at once: the release repeats its answer and only one write wins.
-    #[tracing::instrument(name = "ReservationService.expire", skip_all, fields(otel.kind = "internal"))]
-    pub async fn expire(&self, r: &Reservation) -> Result<bool, ServiceError> {
-        let _timer = MethodTimer::start("expire");
-        let now = now_ms();
-        if r.status != ReservationStatus::Hold || r.hold_expires_at > now {
-            return Ok(false);
-        }
-        if let ReleaseOutcome::Refused { message } = self.release(r, ReleaseReason::Expired).await?
-        {
-            // Sold by a confirm that died after its commit (or has not written yet): finish it.
-            return self.reconcile_sold(r, &message).await;
-        }
-        let next = r.transitioned(ReservationStatus::Expired, now)?;
-        // The sweeper's own trace: the expiry span.
-        let trace_id = crate::telemetry::trace::current_trace_id();
-        let event =
-            OutboxEvent::for_reservation(EventType::HoldExpired, &next, None, &trace_id, now);
-        let t = Transition {
-            next: &next,
-            expected_version: r.version,
-            order: None,
-            event: &event,
-            completion: None,
-        };
-        match self.store.transition(t).await {
-            Ok(()) => {
-                self.written(ReservationStatus::Expired);
-                tracing::info!(reservation_id = %r.id, "hold expired");
-                Ok(true)
-            }
-            Err(StoreError::Conflict(ConflictKind::StaleReservation)) => Ok(false),
-            Err(e) if e.is_ambiguous() => {
-                match self.resolve(&r.id, is_transition(&next), None).await {
-                    Resolution::Landed => {
-                        self.written(ReservationStatus::Expired);
-                        Ok(true)
-                    }
-                    // The next sweep tries again.
-                    Resolution::NotLanded(_) | Resolution::Unknown(_) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     pub async fn due_holds(&self, limit: usize) -> Result<Vec<Reservation>, ServiceError> {
         Ok(self.store.due_holds(now_ms(), limit).await?)
     }
@@ -608,22 +334,6 @@ impl ReservationService {
     fn written(&self, status: ReservationStatus) {
         metrics::counter!("reservation_status_total", "status" => status.as_str()).increment(1);
         self.outbox_wake.notify_one();
-    }
-}
-
-/// The order a sale of `r` with payment `intent` writes.
-fn order_for(r: &Reservation, intent: &str, now: DateTime<Utc>) -> Order {
-    Order {
-        id: ids::new_order_id(),
-        reservation_id: r.id.clone(),
-        user_id: r.user_id.clone(),
-        event_id: r.event_id.clone(),
-        seat_ids: r.seat_ids.clone(),
-        total_amount: r.total_price,
-        currency: r.currency.clone(),
-        status: "CONFIRMED".into(),
-        payment_intent_id: intent.to_owned(),
-        created_at: now,
     }
 }
 

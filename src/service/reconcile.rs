@@ -7,7 +7,8 @@ use crate::inventory::{CommitOutcome, CommitRequest};
 use crate::store::{ConflictKind, StoreError, Transition};
 
 use super::ambiguity::{is_transition, Resolution};
-use super::{now_ms, order_for, ReservationService, ServiceError};
+use super::confirm::order_for;
+use super::{now_ms, ReservationService, ServiceError};
 
 impl ReservationService {
     /// Complete a due HOLD whose seats the inventory refused to release because they are sold.
