@@ -253,3 +253,36 @@ async fn on_shutdown_readiness_is_down_for_the_grace_period_while_in_flight_requ
         "the listener is closed"
     );
 }
+
+#[tokio::test]
+async fn the_request_deadline_also_cuts_a_get_waiting_on_a_stalled_peer() {
+    use reservation_api::grpc::health::with_health;
+    use reservation_api::grpc::proto::reservation::v1::inventory_service_server::InventoryServiceServer;
+    // The inventory answers after 3 s and its client would wait 10 s: only the request's own
+    // deadline (the router-wide layer) can answer first.
+    let inventory = ScriptedInventory::new(Mode::Stalled(Duration::from_secs(3)));
+    let peer = peers::serve(with_health::<InventoryServiceServer<ScriptedInventory>>(
+        tonic::service::Routes::new(InventoryServiceServer::new(inventory.clone())),
+    ))
+    .await;
+    let app = spawn_app_with(|o| {
+        o.config.inventory_grpc_address = Some(peer.addr.to_string());
+        o.config.inventory_client.timeout = Duration::from_secs(10);
+        o.config.http.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let started = Instant::now();
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/events/{SMALL_EVENT}/seats")))
+        .bearer_auth(token("u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 504, "UPSTREAM_TIMEOUT").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
