@@ -174,7 +174,7 @@ async fn on_shutdown_readiness_is_down_for_the_grace_period_while_in_flight_requ
         tonic::service::Routes::new(InventoryServiceServer::new(inventory.clone())),
     ))
     .await;
-    let grace = Duration::from_millis(1500);
+    let grace = Duration::from_millis(3000);
     let mut app = spawn_app_with(|o| {
         o.config.inventory_grpc_address = Some(peer.addr.to_string());
         o.config.inventory_client.timeout = Duration::from_secs(10);
