@@ -8,8 +8,8 @@
 //!    expiry the call is dropped (its HTTP/2 stream is reset) and answers `Timeout`;
 //! 4. **retry** (`tower-resilience`): transient failures (`UNAVAILABLE`, which is also what a
 //!    refused or broken connection gives) are tried again after an exponential, ±50 % jittered
-//!    backoff — only for calls marked idempotent, and only while the deadline leaves room for the
-//!    backoff and one more attempt;
+//!    backoff (the service's one [`Backoff`]) — only for calls marked idempotent, and only while
+//!    the deadline leaves room for the backoff and one more attempt;
 //! 5. **attempt**: one RPC on the shared channel, with `grpc-timeout` set to what is left of the
 //!    deadline, in a gRPC client span (a child of the caller's span, passed on as `traceparent`),
 //!    and `grpc_client_duration_seconds{method,code}`.
@@ -27,10 +27,11 @@ use tonic::{Code, Status};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_resilience::bulkhead::{BulkheadLayer, BulkheadServiceError};
-use tower_resilience::retry::{ExponentialRandomBackoff, RetryLayer};
+use tower_resilience::retry::RetryLayer;
 use tower_resilience::timelimiter::{TimeLimiterError, TimeLimiterLayer};
 
 use crate::config::GrpcClientSettings;
+use crate::schedule::Backoff;
 use breaker::{BreakerSettings, CircuitBreaker};
 
 /// No retry is started with less than this left for the attempt itself after the backoff.
@@ -267,10 +268,11 @@ where
     });
 
     let max_attempts = settings.retry_max_attempts;
-    let backoff =
-        ExponentialRandomBackoff::new(Duration::from_millis(settings.retry_backoff_ms), 0.5)
-            .map_err(|e| e.to_string())?
-            .max_interval(max_backoff);
+    let backoff = Backoff::new(
+        Duration::from_millis(settings.retry_backoff_ms),
+        0.5,
+        max_backoff,
+    );
     let retry = RetryLayer::<Call<R>, S, AttemptError>::builder()
         .name(target)
         // Retried calls may already have reached the peer (a connection can break after the
