@@ -254,6 +254,21 @@ mod tests {
         assert_eq!((e.seq, e.predecessor_seq()), (2, Some(1)));
     }
 
+    fn order_of(r: &Reservation, now: DateTime<Utc>) -> Order {
+        Order {
+            id: "ord_1".into(),
+            reservation_id: r.id.clone(),
+            user_id: r.user_id.clone(),
+            event_id: r.event_id.clone(),
+            seat_ids: r.seat_ids.clone(),
+            total_amount: 100,
+            currency: "KRW".into(),
+            status: "CONFIRMED".into(),
+            payment_intent_id: "pay_1".into(),
+            created_at: now,
+        }
+    }
+
     /// The field names of the `Detail` a document lists after `marker`: the `{…}` list, then the
     /// last backquoted list before the sentence ends (the confirm-only fields).
     fn documented(doc: &str, marker: &str) -> (Vec<String>, Vec<String>) {
@@ -280,18 +295,7 @@ mod tests {
         let now = Utc::now();
         let hold = hold(now);
         let r = hold.clone().confirmed("ord_1", "pay_1", now).unwrap();
-        let order = Order {
-            id: "ord_1".into(),
-            reservation_id: r.id.clone(),
-            user_id: r.user_id.clone(),
-            event_id: r.event_id.clone(),
-            seat_ids: r.seat_ids.clone(),
-            total_amount: 100,
-            currency: "KRW".into(),
-            status: "CONFIRMED".into(),
-            payment_intent_id: "pay_1".into(),
-            created_at: now,
-        };
+        let order = order_of(&r, now);
         let keys = |v: serde_json::Value| -> Vec<String> {
             let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
             k.sort();
@@ -325,18 +329,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let r = hold(now).confirmed("ord_1", "pay_1", now).unwrap();
-        let order = Order {
-            id: "ord_1".into(),
-            reservation_id: r.id.clone(),
-            user_id: r.user_id.clone(),
-            event_id: r.event_id.clone(),
-            seat_ids: r.seat_ids.clone(),
-            total_amount: 100,
-            currency: "KRW".into(),
-            status: "CONFIRMED".into(),
-            payment_intent_id: "pay_1".into(),
-            created_at: now,
-        };
+        let order = order_of(&r, now);
         let mut expected = serde_json::json!({
             "id": "e1",
             "type": "reservation.confirmed",
