@@ -14,8 +14,10 @@ use serde::Deserialize;
 
 use super::TableNames;
 
-/// How long a created table may take to become ACTIVE.
-const TABLE_WAIT: Duration = Duration::from_secs(60);
+/// How long the tables together may take to become ACTIVE. The SDK's waiter polls at 20 s or
+/// more apart after its first look (AWS's own schedule); on DynamoDB Local and moto a new table is
+/// ACTIVE at once.
+const TABLE_WAIT: Duration = Duration::from_secs(120);
 
 pub const TABLES_JSON: &str = include_str!("../../../dynamodb/tables.json");
 /// The TTL of each table that has one (AWS CLI `update-time-to-live` input per table).
