@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod outbox;
 pub mod payment;
+pub mod schedule;
 pub mod service;
 pub mod startup;
 pub mod store;

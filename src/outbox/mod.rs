@@ -1,5 +1,8 @@
-//! The transactional outbox's relay: claims due events with a lease, publishes them through an
-//! [`EventSink`], and settles each one (published, retried with backoff, or FAILED).
+//! The transactional outbox's publishing side. Events are written by the store, in the same
+//! atomic write as the change they describe (their `Detail` is `domain::event::EventDetail`);
+//! the [`relay::OutboxRelay`] claims due ones with a lease, publishes them through an
+//! [`EventSink`] ([`eventbridge::EventBridgeSink`], or [`log_sink`] locally), and settles each one
+//! (published, retried with backoff, or FAILED). The design and its cost: docs/outbox.md.
 
 pub mod eventbridge;
 pub mod log_sink;

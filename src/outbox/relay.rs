@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::EventSink;
 use crate::config::OutboxSettings;
 use crate::domain::OutboxEvent;
+use crate::schedule::Backoff;
 use crate::store::{Settlement, Store};
 
 /// How often an idle relay refreshes `outbox_pending_events`.
@@ -35,12 +35,11 @@ pub struct OutboxRelay {
     settings: OutboxSettings,
 }
 
-/// Exponential backoff with jitter: between half and all of `base × 2^(attempts-1)`, capped at 60 s.
+/// The wait after `attempts` failed attempts: between half and all of `base × 2^(attempts-1)`,
+/// capped at 60 s (the shared [`Backoff`]).
 pub fn backoff(base_ms: u64, attempts: u32) -> Duration {
-    let cap = base_ms
-        .saturating_mul(1 << attempts.saturating_sub(1).min(20))
-        .clamp(1, 60_000);
-    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+    Backoff::half_to_full(Duration::from_millis(base_ms), Duration::from_secs(60))
+        .delay(attempts.saturating_sub(1))
 }
 
 /// What one round did.

@@ -53,16 +53,10 @@ impl HoldExpiry {
     }
 
     pub async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    // A full batch means more may be due: go again without waiting.
-                    while self.sweep_once().await >= self.batch && !stop.is_cancelled() {}
-                }
-            }
-        }
+        // A full batch means more may be due: go again without waiting.
+        crate::schedule::every(self.interval, stop, || async {
+            self.sweep_once().await >= self.batch
+        })
+        .await;
     }
 }

@@ -1,7 +1,10 @@
-//! Storage in domain terms: every operation here is one atomic write (or one consistent read).
+//! Storage in domain terms: every write here is one atomic write (on DynamoDB one
+//! `TransactWriteItems` or conditional request), every read a consistent one.
 //!
-//! Implementations: [`memory::MemoryStore`] (the embedded default) and [`dynamo::DynamoStore`].
-//! Both must pass `tests/store_conformance.rs`.
+//! Implementations, chosen by `STORE`: [`memory::MemoryStore`] (the embedded default) and
+//! [`dynamo::DynamoStore`] (one file per table under `dynamo/`). Both must pass
+//! `tests/store_conformance.rs`. [`retention::RetentionSweeper`] removes what outlived its
+//! retention from a store whose database does not expire items itself.
 
 pub mod dynamo;
 pub mod memory;

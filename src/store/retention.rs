@@ -57,15 +57,11 @@ impl RetentionSweeper {
     }
 
     pub async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    self.sweep(Utc::now()).await;
-                }
-            }
-        }
+        // `sweep` goes on until nothing is due, so a round never asks to run again at once.
+        crate::schedule::every(self.interval, stop, || async {
+            self.sweep(Utc::now()).await;
+            false
+        })
+        .await;
     }
 }

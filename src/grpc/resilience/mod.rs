@@ -8,8 +8,8 @@
 //!    expiry the call is dropped (its HTTP/2 stream is reset) and answers `Timeout`;
 //! 4. **retry** (`tower-resilience`): transient failures (`UNAVAILABLE`, which is also what a
 //!    refused or broken connection gives) are tried again after an exponential, ±50 % jittered
-//!    backoff — only for calls marked idempotent, and only while the deadline leaves room for the
-//!    backoff and one more attempt;
+//!    backoff (the service's one [`Backoff`]) — only for calls marked idempotent, and only while
+//!    the deadline leaves room for the backoff and one more attempt;
 //! 5. **attempt**: one RPC on the shared channel, with `grpc-timeout` set to what is left of the
 //!    deadline, in a gRPC client span (a child of the caller's span, passed on as `traceparent`),
 //!    and `grpc_client_duration_seconds{method,code}`.
@@ -27,10 +27,11 @@ use tonic::{Code, Status};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_resilience::bulkhead::{BulkheadLayer, BulkheadServiceError};
-use tower_resilience::retry::{ExponentialRandomBackoff, RetryLayer};
+use tower_resilience::retry::RetryLayer;
 use tower_resilience::timelimiter::{TimeLimiterError, TimeLimiterLayer};
 
 use crate::config::GrpcClientSettings;
+use crate::schedule::Backoff;
 use breaker::{BreakerSettings, CircuitBreaker};
 
 /// No retry is started with less than this left for the attempt itself after the backoff.
@@ -266,9 +267,7 @@ where
     });
 
     let max_attempts = settings.retry_max_attempts;
-    let backoff = ExponentialRandomBackoff::new(settings.retry_backoff, 0.5)
-        .map_err(|e| e.to_string())?
-        .max_interval(max_backoff);
+    let backoff = Backoff::new(settings.retry_backoff, 0.5, max_backoff);
     let retry = RetryLayer::<Call<R>, S, AttemptError>::builder()
         .name(target)
         // Retried calls may already have reached the peer (a connection can break after the
@@ -399,83 +398,4 @@ fn limited(e: TimeLimiterError<AttemptError>, deadline: Instant) -> CallError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    fn settings() -> GrpcClientSettings {
-        GrpcClientSettings {
-            timeout: Duration::from_millis(200),
-            cb_minimum_calls: 100,
-            ..GrpcClientSettings::default()
-        }
-    }
-
-    async fn run(s: &Stack<u32, u32>, idempotent: bool) -> Result<u32, CallError> {
-        s.clone()
-            .oneshot(Call::new(
-                "t.T/M",
-                7,
-                Duration::from_millis(200),
-                idempotent,
-            ))
-            .await
-    }
-
-    #[tokio::test]
-    async fn transient_failures_are_retried_for_idempotent_calls_only() {
-        let tries = Arc::new(AtomicUsize::new(0));
-        let t = tries.clone();
-        let s = stack("inventory", &settings(), move |c: Call<u32>, _left| {
-            let n = t.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n % 3 < 2 {
-                    Err(Status::unavailable("down"))
-                } else {
-                    Ok(c.rpc + 1)
-                }
-            }
-        })
-        .unwrap();
-        assert_eq!(run(&s, true).await.unwrap(), 8);
-        assert_eq!(tries.load(Ordering::SeqCst), 3);
-        tries.store(0, Ordering::SeqCst);
-        assert!(matches!(
-            run(&s, false).await,
-            Err(CallError::Unavailable { .. })
-        ));
-        assert_eq!(tries.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn other_statuses_are_not_retried() {
-        let tries = Arc::new(AtomicUsize::new(0));
-        let t = tries.clone();
-        let s = stack("inventory", &settings(), move |_c: Call<u32>, _left| {
-            t.fetch_add(1, Ordering::SeqCst);
-            async move { Err::<u32, _>(Status::internal("bug")) }
-        })
-        .unwrap();
-        assert!(
-            matches!(run(&s, true).await, Err(CallError::Failed(s)) if s.code() == Code::Internal)
-        );
-        assert_eq!(tries.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn the_deadline_bounds_the_whole_call() {
-        let s = stack(
-            "inventory",
-            &settings(),
-            |_c: Call<u32>, left: Duration| async move {
-                assert!(left <= Duration::from_millis(200));
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                Ok(1)
-            },
-        )
-        .unwrap();
-        let started = Instant::now();
-        assert!(matches!(run(&s, true).await, Err(CallError::Timeout)));
-        assert!(started.elapsed() < Duration::from_millis(400));
-    }
-}
+mod tests;

@@ -6,21 +6,18 @@
 //! and the keys are sorted by (`created_at`, id) here, which makes the order total.
 
 use std::collections::HashMap;
-use std::time::Duration as StdDuration;
 
-use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::Client;
 
+use super::errors::sdk_err;
 use super::item::{get_s, s, Item};
-use super::{reservations, sdk_err};
+use super::requests::{batch_get_consistent, BATCH_GET_MAX};
+use super::reservations;
 use crate::domain::event::rfc3339;
 use crate::domain::Reservation;
 use crate::store::{StoreError, UserListPosition};
 
 pub const RESERVATIONS_BY_USER: &str = "reservations_by_user";
-
-/// `BatchGetItem` reads at most 100 keys a call.
-const BATCH_GET_MAX: usize = 100;
 
 /// (`created_at` as stored, reservation id, event id): sorted newest first.
 type Key = (String, String, String);
@@ -102,7 +99,7 @@ async fn newest_keys(
     Ok(keys)
 }
 
-/// The reservations of `keys` by id, read consistently; unprocessed keys are asked for again.
+/// The reservations of `keys` by id, read consistently.
 async fn batch_get(
     client: &Client,
     table: &str,
@@ -110,45 +107,19 @@ async fn batch_get(
 ) -> Result<HashMap<String, Reservation>, StoreError> {
     let mut found = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(BATCH_GET_MAX) {
-        let mut pending: Vec<Item> = chunk
+        let keys = chunk
             .iter()
             .map(|(_, id, event)| Item::from([("pk".into(), s(id)), ("sk".into(), s(event))]))
             .collect();
-        for attempt in 0..4u32 {
-            if pending.is_empty() {
-                break;
-            }
-            if attempt > 0 {
-                tokio::time::sleep(StdDuration::from_millis(10 << attempt)).await;
-            }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
-            let out = client
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(table))
-                .into_iter()
-                .flatten()
-            {
-                let r = reservations::from_item(item)?;
-                found.insert(r.id.clone(), r);
-            }
-            if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(table)) {
-                pending = left.keys().to_vec();
-            }
-        }
-        if !pending.is_empty() {
+        let got = batch_get_consistent(client, table, keys, None, 4, || {}).await?;
+        if !got.unprocessed.is_empty() {
             return Err(StoreError::Unavailable(
                 "BatchGetItem left keys unprocessed".into(),
             ));
+        }
+        for item in &got.items {
+            let r = reservations::from_item(item)?;
+            found.insert(r.id.clone(), r);
         }
     }
     Ok(found)

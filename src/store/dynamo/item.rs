@@ -1,4 +1,8 @@
 //! Reading and writing DynamoDB attribute maps.
+//!
+//! By hand rather than with `serde_dynamo`: timestamps are stored as RFC 3339 with milliseconds
+//! (index sort keys compared as strings), and keys and sparse-index attributes are derived, so a
+//! serde mapping would need an attribute on most fields and would not be shorter.
 
 use std::collections::HashMap;
 

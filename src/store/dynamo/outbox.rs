@@ -7,6 +7,7 @@
 //! another one by key (one `BatchGetItem` for a whole batch) instead of a query per event.
 
 use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::item::{get_n, get_s, get_t, n, opt_s, opt_t, s, shard_of, t, Item};
@@ -86,6 +87,25 @@ pub fn put_new(table: &str, e: &OutboxEvent, shards: u32) -> Result<Put, StoreEr
         .condition_expression("attribute_not_exists(pk)")
         .build()
         .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// A reservation's events, in `seq` order, through `events_by_reservation`.
+pub async fn events_for(
+    client: &Client,
+    table: &str,
+    reservation_id: &str,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let q = client
+        .query()
+        .table_name(table)
+        .index_name(EVENTS_BY_RESERVATION)
+        .key_condition_expression("reservation_id = :r")
+        .expression_attribute_values(":r", s(reservation_id));
+    super::requests::query_all(q)
+        .await?
+        .iter()
+        .map(from_item)
+        .collect()
 }
 
 /// Whether a stored event still waits for a relay (PENDING or CLAIMED).

@@ -12,15 +12,16 @@
 //! Every request counts in `outbox_store_requests_total{op}`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration as StdDuration;
 
-use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
+use super::errors::{cancellation_reasons, sdk_err};
 use super::item::{n, s, t, Item};
 use super::outbox::{self, key, PENDING_BY_DUE};
-use super::{cancellation_reasons, sdk_err, SHARDS};
+use super::requests::{batch_get_consistent, RETRY};
+use super::SHARDS;
 use crate::domain::{OutboxEvent, OutboxStatus};
 use crate::store::{Settlement, StoreError};
 
@@ -165,52 +166,27 @@ async fn unsettled_predecessors(
     if by_key.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut pending: Vec<Item> = by_key
+    let keys = by_key
         .keys()
         .map(|k| Item::from([("pk".to_owned(), s(k))]))
         .collect();
+    let got = batch_get_consistent(client, table, keys, Some("pk, pending_shard"), 3, || {
+        counted("read")
+    })
+    .await?;
     let mut waiting = HashSet::new();
-    for attempt in 0..3 {
-        counted("read");
-        let request = KeysAndAttributes::builder()
-            .set_keys(Some(std::mem::take(&mut pending)))
-            .consistent_read(true)
-            .projection_expression("pk, pending_shard")
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let out = client
-            .batch_get_item()
-            .request_items(table, request)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        for item in out
-            .responses()
-            .and_then(|r| r.get(table))
-            .into_iter()
-            .flatten()
-        {
-            let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
-                continue;
-            };
-            if let Some(id) = by_key.remove(pk) {
-                if outbox::is_unsettled(item) {
-                    waiting.insert(id);
-                }
+    for item in &got.items {
+        let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
+            continue;
+        };
+        if let Some(id) = by_key.remove(pk) {
+            if outbox::is_unsettled(item) {
+                waiting.insert(id);
             }
         }
-        pending = out
-            .unprocessed_keys()
-            .and_then(|u| u.get(table))
-            .map(|k| k.keys().to_vec())
-            .unwrap_or_default();
-        if pending.is_empty() {
-            // What was asked and not answered does not exist.
-            return Ok(waiting);
-        }
-        tokio::time::sleep(StdDuration::from_millis(20 << attempt)).await;
     }
-    for k in pending {
+    // What was asked and answered by nobody does not exist; what is still unprocessed waits.
+    for k in got.unprocessed {
         if let Some(id) = k
             .get("pk")
             .and_then(|v| v.as_s().ok())
@@ -361,7 +337,7 @@ async fn transact_each(
             .map(|(i, _)| i)
             .collect();
         if conflicted {
-            tokio::time::sleep(StdDuration::from_millis(10 << attempt)).await;
+            RETRY.sleep(attempt).await;
         }
     }
     Ok(applied)

@@ -2,7 +2,10 @@
 //! `holds_by_expiry` index attributes; every other status drops them.
 
 use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 
+use super::errors::sdk_err;
 use super::item::{get_list, get_n, get_s, get_t, list, n, opt_s, s, shard_of, t, Item};
 use crate::domain::{Reservation, ReservationStatus};
 use crate::store::StoreError;
@@ -98,6 +101,38 @@ pub fn put_transition(
         .expression_attribute_values(":expected", n(expected_version))
         .build()
         .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// The HOLDs due at `now`, soonest first, at most `limit`: one query per shard of
+/// `holds_by_expiry`, in parallel.
+pub async fn due_holds(
+    client: &Client,
+    table: &str,
+    shards: u32,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Reservation>, StoreError> {
+    let per_shard = limit.div_ceil(shards as usize).max(1) as i32;
+    let queries = (0..shards).map(|shard| {
+        client
+            .query()
+            .table_name(table)
+            .index_name(HOLDS_BY_EXPIRY)
+            .key_condition_expression("expiry_shard = :s AND expiry_at <= :now")
+            .expression_attribute_values(":s", s(shard.to_string()))
+            .expression_attribute_values(":now", t(now))
+            .limit(per_shard)
+            .send()
+    });
+    let mut due = Vec::new();
+    for out in futures::future::join_all(queries).await {
+        for item in out.map_err(sdk_err)?.items() {
+            due.push(from_item(item)?);
+        }
+    }
+    due.sort_by_key(|r| r.hold_expires_at);
+    due.truncate(limit);
+    Ok(due)
 }
 
 #[cfg(test)]

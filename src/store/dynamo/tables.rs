@@ -1,6 +1,10 @@
 //! `dynamodb/tables.json` (the AWS CLI `create-table` input, one per table) and creating whatever
 //! tables are missing, idempotently.
 
+use std::time::Duration;
+
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
@@ -9,6 +13,11 @@ use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
 
 use super::TableNames;
+
+/// How long the tables together may take to become ACTIVE. The SDK's waiter polls at 20 s or
+/// more apart after its first look (AWS's own schedule); on DynamoDB Local and moto a new table is
+/// ACTIVE at once.
+const TABLE_WAIT: Duration = Duration::from_secs(120);
 
 pub const TABLES_JSON: &str = include_str!("../../../dynamodb/tables.json");
 /// The TTL of each table that has one (AWS CLI `update-time-to-live` input per table).
@@ -147,7 +156,14 @@ pub async fn create_missing(client: &Client, names: &TableNames) -> Result<Vec<S
             Err(e) => return Err(format!("create table {name}: {e:?}")),
         }
     }
-    wait_active(client, names).await?;
+    let all = [
+        names.reservations.as_str(),
+        &names.orders,
+        &names.idempotency,
+        &names.outbox,
+        &names.seats,
+    ];
+    wait_active(client, &all, TABLE_WAIT).await?;
     let ttls: TtlDefinitions =
         serde_json::from_str(TTL_JSON).map_err(|e| format!("dynamodb/ttl.json: {e}"))?;
     for (name, ttl) in [
@@ -195,37 +211,72 @@ async fn list_tables(client: &Client) -> Result<Vec<String>, String> {
     }
 }
 
-async fn wait_active(client: &Client, names: &TableNames) -> Result<(), String> {
-    for name in [
-        &names.reservations,
-        &names.orders,
-        &names.idempotency,
-        &names.outbox,
-        &names.seats,
-    ] {
-        for _ in 0..120 {
-            let out = client
-                .describe_table()
-                .table_name(name)
-                .send()
-                .await
-                .map_err(|e| format!("describe {name}: {e:?}"))?;
-            let status = out
-                .table()
-                .and_then(|t| t.table_status())
-                .map(|s| s.as_str().to_owned());
-            if status.as_deref() == Some("ACTIVE") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-    }
-    Ok(())
+/// Wait until every table is ACTIVE (the SDK's `table_exists` waiter, all tables at once); a table
+/// that is not ACTIVE within `max_wait` is an error.
+pub async fn wait_active(
+    client: &Client,
+    names: &[&str],
+    max_wait: Duration,
+) -> Result<(), String> {
+    futures::future::try_join_all(names.iter().map(|&name| async move {
+        client
+            .wait_until_table_exists()
+            .table_name(name)
+            .wait(max_wait)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "table {name} not ACTIVE within {max_wait:?}: {}",
+                    DisplayErrorContext(&e)
+                )
+            })
+    }))
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client of a DynamoDB stand-in on loopback that answers every `DescribeTable` with
+    /// `status`.
+    async fn client_seeing(status: &'static str) -> Client {
+        let app = axum::Router::new().fallback(move || async move {
+            (
+                [("content-type", "application/x-amz-json-1.0")],
+                format!(r#"{{"Table":{{"TableName":"t","TableStatus":"{status}"}}}}"#),
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .endpoint_url(url)
+            .build();
+        Client::from_conf(conf)
+    }
+
+    #[tokio::test]
+    async fn a_table_that_never_becomes_active_is_an_error_once_the_wait_is_over() {
+        let client = client_seeing("CREATING").await;
+        let started = std::time::Instant::now();
+        let err = wait_active(&client, &["t"], Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.contains("not ACTIVE"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let client = client_seeing("ACTIVE").await;
+        wait_active(&client, &["t", "u"], Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn every_table_with_retention_has_a_ttl_on_the_attribute_the_store_writes() {
