@@ -7,14 +7,14 @@ use crate::domain::reservation::ConfirmPlan;
 use crate::domain::ReservationStatus;
 use crate::domain::{ids, ConfirmInput, EventType, Order, OutboxEvent, Reservation};
 use crate::idempotency::{IdempotencyCompletion, IdempotencyTicket, StoredResponse};
-use crate::inventory::{CommitOutcome, CommitRequest};
+use crate::inventory::CommitOutcome;
 use crate::payment::{self, PaymentQuery};
 use crate::store::{ConflictKind, StoreError, Transition};
 use crate::telemetry::metrics::MethodTimer;
 
 use super::ambiguity::{is_transition, unknown_outcome, Resolution};
 use super::views::Confirmed;
-use super::{now_ms, unrecorded, Caller, Reply, ReservationService, ServiceError};
+use super::{commit_request, now_ms, unrecorded, Caller, Reply, ReservationService, ServiceError};
 
 /// What the inventory's commit left us with.
 enum Commit {
@@ -83,15 +83,7 @@ impl ReservationService {
     ) -> Result<Commit, ServiceError> {
         let committed = self
             .inventory
-            .commit(CommitRequest {
-                reservation_id: r.id.clone(),
-                event_id: r.event_id.clone(),
-                seat_ids: r.seat_ids.clone(),
-                qty: r.qty,
-                payment_intent_id: intent.to_owned(),
-                user_id: r.user_id.clone(),
-                idempotency_key: r.idempotency_key.clone(),
-            })
+            .commit(commit_request(r, intent.to_owned()))
             .await?;
         match committed {
             CommitOutcome::Committed { .. } => Ok(Commit::Sold),

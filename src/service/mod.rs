@@ -24,8 +24,8 @@ pub use error::ServiceError;
 use crate::domain::{ids, CreateInput, EventType, OutboxEvent, Reservation, ReservationStatus};
 use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse};
 use crate::inventory::{
-    HoldOutcome, HoldRequest, Inventory, InventoryError, ReleaseOutcome, ReleaseReason,
-    ReleaseRequest,
+    CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError, ReleaseOutcome,
+    ReleaseReason, ReleaseRequest,
 };
 use crate::payment::Payments;
 use crate::store::{ConflictKind, Store, StoreError};
@@ -334,6 +334,20 @@ impl ReservationService {
     fn written(&self, status: ReservationStatus) {
         metrics::counter!("reservation_status_total", "status" => status.as_str()).increment(1);
         self.outbox_wake.notify_one();
+    }
+}
+
+/// The inventory commit of a reservation's held seats: confirm sells with the caller's payment
+/// intent; the sweeper's reconciliation repeats a commit (empty intent) to learn the first one's.
+fn commit_request(r: &Reservation, payment_intent_id: String) -> CommitRequest {
+    CommitRequest {
+        reservation_id: r.id.clone(),
+        event_id: r.event_id.clone(),
+        seat_ids: r.seat_ids.clone(),
+        qty: r.qty,
+        payment_intent_id,
+        user_id: r.user_id.clone(),
+        idempotency_key: r.idempotency_key.clone(),
     }
 }
 

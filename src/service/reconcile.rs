@@ -3,12 +3,12 @@
 //! the inventory says, instead of leaving a HOLD whose seats are sold forever.
 
 use crate::domain::{EventType, OutboxEvent, Reservation, ReservationStatus};
-use crate::inventory::{CommitOutcome, CommitRequest};
+use crate::inventory::CommitOutcome;
 use crate::store::{ConflictKind, StoreError, Transition};
 
 use super::ambiguity::{is_transition, Resolution};
 use super::confirm::order_for;
-use super::{now_ms, ReservationService, ServiceError};
+use super::{commit_request, now_ms, ReservationService, ServiceError};
 
 impl ReservationService {
     /// Complete a due HOLD whose seats the inventory refused to release because they are sold.
@@ -22,15 +22,7 @@ impl ReservationService {
         // left empty on a repeat. The seats are sold already, so this sells nothing new.
         let committed = self
             .inventory
-            .commit(CommitRequest {
-                reservation_id: r.id.clone(),
-                event_id: r.event_id.clone(),
-                seat_ids: r.seat_ids.clone(),
-                qty: r.qty,
-                payment_intent_id: String::new(),
-                user_id: r.user_id.clone(),
-                idempotency_key: r.idempotency_key.clone(),
-            })
+            .commit(commit_request(r, String::new()))
             .await?;
         let intent = match committed {
             CommitOutcome::Committed {
