@@ -37,6 +37,8 @@ async fn main() {
         Command::Payment { listen } => payment(listen).await,
         Command::Probe { url, service } => probe(&url, &service).await,
     };
+    // The log lines still queued for stdout (logging's writer thread).
+    logging::flush();
     if let Err(e) = result {
         eprintln!("reservation-api: {e}");
         std::process::exit(1);
