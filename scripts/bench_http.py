@@ -12,7 +12,8 @@ errors, CPU microseconds per request in the service process (utime+stime deltas 
 The service runs on the embedded default with a generated catalogue of one big event, rate limits
 off and INFO logs going to /dev/null (BENCH_RUST_LOG changes the level). Nothing leaves 127.0.0.1.
 
-Throughput figures mean something only on an otherwise idle machine (the load is printed first);
+BENCH_PERF=FILE records a perf profile of the service during the create run (see
+docs/performance.md for reading it). Throughput figures mean something only on an otherwise idle machine (the load is printed first);
 CPU per request is meaningful under load too.
 """
 
@@ -107,9 +108,17 @@ def wrk(port, script, path, env):
     return r
 
 
-def measure(name, port, script, path, env, pid=None):
+def measure(name, port, script, path, env, pid=None, profile=None):
     before = cpu_ticks(pid) if pid else 0
+    perf = None
+    if profile:
+        # A flat profile of the service process during this run (BENCH_PERF=file.data).
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", profile, "-p", str(pid),
+                                 "--", "sleep", str(SECONDS)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = wrk(port, script, path, env)
+    if perf:
+        perf.wait()
     if pid:
         r["cpu_us"] = (cpu_ticks(pid) - before) / TICK * 1e6 / max(r["requests"], 1)
         r["rss_mb"] = rss_mb(pid)
@@ -170,7 +179,8 @@ def main():
                                "/v1/reservations", lua_env, api.pid))
         base()
         results.append(measure("create (1-seat hold)", api_port, "create.lua",
-                               "/v1/reservations", lua_env, api.pid))
+                               "/v1/reservations", lua_env, api.pid,
+                               profile=os.environ.get("BENCH_PERF")))
         with open(ids_file) as f:
             holds = sum(1 for _ in f)
         confirm = measure("confirm", api_port, "confirm.lua", "/v1/reservations", lua_env, api.pid)

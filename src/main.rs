@@ -12,6 +12,11 @@ use reservation_api::store::dynamo;
 use reservation_api::telemetry::logging;
 use reservation_api::telemetry::otel::Tracing;
 
+/// mimalloc rather than glibc's malloc: allocation was 15-18 % of a create's CPU with glibc
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();

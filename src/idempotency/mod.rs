@@ -123,12 +123,11 @@ impl IdempotencyRecord {
     pub fn judge(&self, request_hash: &str, now: DateTime<Utc>) -> Option<Begin> {
         judge(
             RecordView {
-                request_hash: &self.request_hash,
+                same_request: self.request_hash == request_hash,
                 status: self.status,
                 response: self.response.as_ref(),
                 expires_at: self.expires_at,
             },
-            request_hash,
             now,
         )
     }
@@ -137,18 +136,19 @@ impl IdempotencyRecord {
 /// What [`judge`] reads of a stored record, whatever form a store keeps it in.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordView<'a> {
-    pub request_hash: &'a str,
+    /// Whether the new request's fingerprint is the record's.
+    pub same_request: bool,
     pub status: RecordStatus,
     pub response: Option<&'a StoredResponse>,
     pub expires_at: DateTime<Utc>,
 }
 
 /// [`IdempotencyRecord::judge`] of a record seen through `r`.
-pub fn judge(r: RecordView<'_>, request_hash: &str, now: DateTime<Utc>) -> Option<Begin> {
+pub fn judge(r: RecordView<'_>, now: DateTime<Utc>) -> Option<Begin> {
     if r.expires_at <= now {
         return None;
     }
-    if r.request_hash != request_hash {
+    if !r.same_request {
         return Some(Begin::Conflict);
     }
     Some(match (r.status, r.response) {

@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 #[path = "memory_compact.rs"]
 mod compact;
 
-use compact::{Interner, Shared, StoredEvent, StoredRecord, StoredReservation};
+use compact::{Fingerprint, Interner, Shared, StoredEvent, StoredRecord, StoredReservation};
 
 use super::{
     ConflictKind, Retention, Settlement, Store, StoreAudit, StoreError, Transition,
@@ -94,7 +94,7 @@ impl State {
         match self.idempotency.get(c.ticket.scoped_key.as_str()) {
             Some(r)
                 if r.status == RecordStatus::InProgress
-                    && *r.token == *c.ticket.token
+                    && r.held_by(&c.ticket.token)
                     && r.expires_at > now =>
             {
                 Ok(())
@@ -110,6 +110,10 @@ impl State {
             return;
         };
         if let Some(r) = self.idempotency.get_mut(key) {
+            // The lease's entry in the index is stale from now on: drop it rather than keep it
+            // until the lease would have ended.
+            self.expiring
+                .remove(&(r.expires_at, Expiring::Idempotency, shared.clone()));
             r.status = RecordStatus::Completed;
             r.response = Some(c.response.clone());
             r.expires_at = c.ticket.expires_at;
@@ -154,7 +158,8 @@ impl State {
         self.unsettled.insert(id.clone());
         self.by_reservation
             .entry(rid.clone())
-            .or_default()
+            // A reservation has two events (created, then its end) but for a few.
+            .or_insert_with(|| Vec::with_capacity(2))
             .push(id.clone());
         self.outbox.insert(id, StoredEvent::new(e, rid));
     }
@@ -295,34 +300,33 @@ impl Store for MemoryStore {
         if let Some(found) = s.idempotency.get(scoped_key).and_then(|r| {
             idempotency::judge(
                 RecordView {
-                    request_hash: &r.request_hash,
+                    same_request: r.request_hash.matches(request_hash),
                     status: r.status,
                     response: r.response.as_ref(),
                     expires_at: r.expires_at,
                 },
-                request_hash,
                 now,
             )
         }) {
             return Ok(found);
         }
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = uuid::Uuid::new_v4();
         let key: Shared = Arc::from(scoped_key);
         s.expiring
             .insert((now + lease, Expiring::Idempotency, key.clone()));
         s.idempotency.insert(
             key,
             StoredRecord {
-                request_hash: Box::from(request_hash),
+                request_hash: Fingerprint::new(request_hash),
                 status: RecordStatus::InProgress,
-                token: Box::from(token.as_str()),
+                token,
                 response: None,
                 expires_at: now + lease,
             },
         );
         Ok(Begin::Started(IdempotencyTicket {
             scoped_key: scoped_key.to_owned(),
-            token,
+            token: token.to_string(),
             expires_at: now + ttl,
         }))
     }
@@ -338,7 +342,7 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         if s.idempotency
             .get(ticket.scoped_key.as_str())
-            .is_some_and(|r| *r.token == *ticket.token && r.status == RecordStatus::InProgress)
+            .is_some_and(|r| r.held_by(&ticket.token) && r.status == RecordStatus::InProgress)
         {
             s.idempotency.remove(ticket.scoped_key.as_str());
         }

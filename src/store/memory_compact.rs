@@ -161,19 +161,62 @@ impl StoredEvent {
     }
 }
 
+/// A request fingerprint: the 32 bytes of a hex SHA-256 (what `idempotency::fingerprint` makes),
+/// else the text as given.
+pub(super) enum Fingerprint {
+    Sha256([u8; 32]),
+    Text(Box<str>),
+}
+
+impl Fingerprint {
+    pub(super) fn new(hash: &str) -> Self {
+        let mut bytes = [0u8; 32];
+        match hex::decode_to_slice(hash, &mut bytes) {
+            // Lower-case only, so that the text comes back exactly as it went in.
+            Ok(()) if !hash.bytes().any(|b| b.is_ascii_uppercase()) => Self::Sha256(bytes),
+            _ => Self::Text(Box::from(hash)),
+        }
+    }
+
+    pub(super) fn matches(&self, hash: &str) -> bool {
+        match self {
+            Self::Sha256(bytes) => {
+                let mut other = [0u8; 32];
+                hex::decode_to_slice(hash, &mut other).is_ok()
+                    && !hash.bytes().any(|b| b.is_ascii_uppercase())
+                    && other == *bytes
+            }
+            Self::Text(text) => **text == *hash,
+        }
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Self::Sha256(bytes) => hex::encode(bytes),
+            Self::Text(text) => text.to_string(),
+        }
+    }
+}
+
 pub(super) struct StoredRecord {
-    pub request_hash: Box<str>,
+    pub request_hash: Fingerprint,
     pub status: RecordStatus,
-    pub token: Box<str>,
+    /// The lease holder's token: the store makes it, a UUID.
+    pub token: uuid::Uuid,
     pub response: Option<StoredResponse>,
     pub expires_at: DateTime<Utc>,
 }
 
 impl StoredRecord {
+    /// Whether `token` (a ticket's) is this record's.
+    pub(super) fn held_by(&self, token: &str) -> bool {
+        uuid::Uuid::try_parse(token).is_ok_and(|t| t == self.token)
+    }
+
     pub(super) fn to_domain(&self, scoped_key: &str) -> IdempotencyRecord {
         IdempotencyRecord {
             scoped_key: scoped_key.to_owned(),
-            request_hash: self.request_hash.to_string(),
+            request_hash: self.request_hash.to_text(),
             status: self.status,
             token: self.token.to_string(),
             response: self.response.clone(),
@@ -216,5 +259,19 @@ mod tests {
         assert_eq!(StoredEvent::new(&e, Arc::from("rsv_1")).to_domain(&e.id), e);
         // One copy of a repeated value.
         assert!(Arc::ptr_eq(&strings.get("KRW"), &stored.currency));
+    }
+
+    #[test]
+    fn a_fingerprint_comes_back_as_it_went_in_and_matches_only_itself() {
+        let sha = "ab".repeat(32);
+        for text in [sha.as_str(), "hash", &"AB".repeat(32), ""] {
+            let f = Fingerprint::new(text);
+            assert_eq!(f.to_text(), text);
+            assert!(f.matches(text));
+            assert!(!f.matches("other"));
+        }
+        assert!(matches!(Fingerprint::new(&sha), Fingerprint::Sha256(_)));
+        assert!(!Fingerprint::new(&sha).matches(&"AB".repeat(32)));
+        assert!(!Fingerprint::new(&sha).matches(&"cd".repeat(32)));
     }
 }
