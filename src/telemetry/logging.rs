@@ -258,7 +258,8 @@ pub fn init_with_extra(tracing: &Tracing, filter: EnvFilter, extra: Option<Extra
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(true)
         .thread_name("log-writer")
-        .finish(std::io::stdout());
+        // Buffered: the writer thread flushes when the queue is empty, one write for many lines.
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     let dropped = stdout.error_counter();
     let logs = tracing_subscriber::fmt::layer()
         .fmt_fields(NoSpanFields)
