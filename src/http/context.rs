@@ -103,7 +103,9 @@ fn on_response(response: &Response, latency: Duration, span: &Span) {
     let at_info = status >= 400
         || facts.traced
         || latency >= ACCESS_LOG_SLOW
-        || SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ACCESS_LOG_SAMPLE_EVERY == 0;
+        || SEEN
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(ACCESS_LOG_SAMPLE_EVERY);
     macro_rules! access_line {
         ($level:expr) => {
             tracing::event!(
