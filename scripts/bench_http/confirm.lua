@@ -10,8 +10,8 @@ end
 
 function request()
   next_id = next_id + 1
-  -- Past the last hold the ids wrap around: a second confirm of a confirmed hold with a new key
-  -- is answered 200 from the stored reservation (counted apart by the driver through `wrapped`).
+  -- Past the last hold the ids wrap around: a second confirm of a confirmed hold (another
+  -- payment intent) is refused and counts as non-2xx; the driver says when that happened.
   local id = ids[((next_id - 1) % #ids) + 1]
   return wrk.format("POST", "/v1/reservations/" .. id .. "/confirm", {
     ["Authorization"] = "Bearer " .. token,
