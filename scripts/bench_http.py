@@ -12,6 +12,10 @@ errors, CPU microseconds per request in the service process (utime+stime deltas 
 The service runs on the embedded default with a generated catalogue of one big event, rate limits
 off and INFO logs going to /dev/null (BENCH_RUST_LOG changes the level). Nothing leaves 127.0.0.1.
 
+BENCH_REMOTE_PEERS=1 runs the inventory and the payment simulator as processes of their own
+(`reservation-api inventory --listen`, `payment --listen`) instead of bundled in the service: the
+service's CPU per request then leaves out the server half of the loopback gRPC hop, and the
+peers' CPU per request is printed apart (as a remote inventory in production would have it).
 BENCH_PERF=FILE records a perf profile of the service during the create run (see
 docs/performance.md for reading it). Throughput figures mean something only on an otherwise idle machine (the load is printed first);
 CPU per request is meaningful under load too.
@@ -108,8 +112,12 @@ def wrk(port, script, path, env):
     return r
 
 
+PEER_PIDS = []
+
+
 def measure(name, port, script, path, env, pid=None, profile=None):
     before = cpu_ticks(pid) if pid else 0
+    peers_before = sum(cpu_ticks(p) for p in PEER_PIDS)
     perf = None
     if profile:
         # A flat profile of the service process during this run (BENCH_PERF=file.data).
@@ -121,6 +129,8 @@ def measure(name, port, script, path, env, pid=None, profile=None):
         perf.wait()
     if pid:
         r["cpu_us"] = (cpu_ticks(pid) - before) / TICK * 1e6 / max(r["requests"], 1)
+        r["peers_cpu_us"] = ((sum(cpu_ticks(p) for p in PEER_PIDS) - peers_before)
+                             / TICK * 1e6 / max(r["requests"], 1))
         r["rss_mb"] = rss_mb(pid)
     r["name"] = name
     print(f"  {name:<28} {r['rps']:>9.0f} req/s  p50 {r['p50_us'] / 1000:6.2f} ms  "
@@ -156,6 +166,19 @@ def main():
         env = dict(os.environ, DATA_DIR=tmp, SERVER_HOST="127.0.0.1", SERVER_PORT=str(api_port),
                    CATALOG_FILE=cat, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info"),
                    HOLD_TTL_SECONDS="900", RATE_LIMIT_USER_RPS="0", RATE_LIMIT_GLOBAL_RPS="0")
+        if os.environ.get("BENCH_REMOTE_PEERS") == "1":
+            inv_port, pay_port = free_port(), free_port()
+            inv = subprocess.Popen([SERVICE_BIN, "inventory", "--listen", f"127.0.0.1:{inv_port}",
+                                    "--catalog", cat], env=env, stdout=subprocess.DEVNULL)
+            pay = subprocess.Popen([SERVICE_BIN, "payment", "--listen", f"127.0.0.1:{pay_port}"],
+                                   env=env, stdout=subprocess.DEVNULL)
+            procs.extend([inv, pay])
+            wait_listening(inv_port, inv, "the inventory")
+            wait_listening(pay_port, pay, "the payment simulator")
+            PEER_PIDS.extend([inv.pid, pay.pid])
+            env["INVENTORY_GRPC_ADDRESS"] = f"127.0.0.1:{inv_port}"
+            env["PAYMENT_GRPC_ADDRESS"] = f"127.0.0.1:{pay_port}"
+            print("peers: inventory and payment in processes of their own (BENCH_REMOTE_PEERS=1)")
         token = subprocess.run([SERVICE_BIN, "token", "--sub", "bench", "--ttl", "36000"], env=env,
                                capture_output=True, text=True, check=True).stdout.strip()
         started = time.monotonic()
@@ -195,12 +218,14 @@ def main():
         print(f"hello /json: {hello_rps:,.0f} req/s (mean of {len(hellos)} runs: "
               + ", ".join(f"{h['rps']:,.0f}" for h in hellos) + ")")
         print(f"{'route':<28} {'req/s':>9} {'÷hello':>7} {'p50 ms':>7} {'p99 ms':>8} "
-              f"{'non-2xx':>8} {'sock err':>8} {'CPU µs/req':>10} {'RSS MB':>7}")
+              f"{'non-2xx':>8} {'sock err':>8} {'CPU µs/req':>10} {'RSS MB':>7}"
+              + (f" {'peers µs/req':>12}" if PEER_PIDS else ""))
         for r in results:
             errs = r["connect"] + r["read"] + r["write"] + r["timeout"]
             print(f"{r['name']:<28} {r['rps']:>9,.0f} {r['rps'] / hello_rps:>7.2f} "
                   f"{r['p50_us'] / 1000:>7.2f} {r['p99_us'] / 1000:>8.2f} {r['non2xx']:>8} "
-                  f"{errs:>8} {r['cpu_us']:>10.1f} {r['rss_mb']:>7.0f}")
+                  f"{errs:>8} {r['cpu_us']:>10.1f} {r['rss_mb']:>7.0f}"
+                  + (f" {r['peers_cpu_us']:>12.1f}" if PEER_PIDS else ""))
 
         # Shutdown: SIGTERM to exit, with everything the runs left in the store.
         t = time.monotonic()
