@@ -8,6 +8,8 @@
 #   ./run_local.sh bench   the benchmarks under benches/
 #   ./run_local.sh bench-outbox  the outbox relay's drain rate and store requests per event, on moto
 #   ./run_local.sh soak    the embedded store's memory over rounds of create+cancel (scripts/soak.sh)
+#   ./run_local.sh bench-http  the service's GET/create/confirm throughput as ratios to an axum
+#                          hello-world, CPU per request, RSS, shutdown time (scripts/bench_http.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -218,6 +220,23 @@ cmd_bench_outbox() {
   stop_moto
 }
 
+# HTTP throughput against an axum hello-world baseline (examples/hello.rs), with wrk: installed
+# from apt when missing and we are root. A measurement: run it on an otherwise idle machine.
+cmd_bench_http() {
+  if ! command -v wrk >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "installing wrk (apt)"
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    else
+      echo "bench-http needs wrk (apt-get install wrk)" >&2
+      exit 1
+    fi
+  fi
+  log "release build of the service and the hello-world baseline"
+  cargo build --release --locked --bin reservation-api --example hello
+  python3 scripts/bench_http.py
+}
+
 case "${1:-}" in
   build) cmd_build ;;
   run) cmd_run ;;
@@ -227,8 +246,9 @@ case "${1:-}" in
   bench) shift; cmd_bench "$@" ;;
   bench-outbox) cmd_bench_outbox ;;
   soak) scripts/soak.sh ;;
+  bench-http) cmd_bench_http ;;
   *)
-    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox|soak}" >&2
+    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox|soak|bench-http}" >&2
     exit 2
     ;;
 esac

@@ -136,8 +136,10 @@ impl Dependencies {
                 let catalog = Catalog::load(config.catalog_file.as_deref())?;
                 let engine = build_seat_engine(config, &catalog).await?;
                 sample_available(&engine, &catalog);
-                let routes = local::inventory_routes(InventoryGrpc::new(engine));
-                let server = LocalServer::spawn("inventory", loopback, routes).await?;
+                let routes = local::inventory_routes(InventoryGrpc::new(engine.clone()));
+                let server = LocalServer::spawn("inventory", loopback, routes)
+                    .await?
+                    .retaining(engine);
                 let endpoint = server.endpoint();
                 started.push(server);
                 endpoint
@@ -373,6 +375,8 @@ impl Application {
         let ready = self.state.ready.clone();
         let jwks = self.state.jwks.clone();
         let grace = self.http.shutdown_grace;
+        // The store, freed off the shutdown path once everything has stopped.
+        let service = self.state.service.clone();
         let router = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "reservation-api listening");
         let served = http::server::serve(self.listener, router, &self.http, async move {
@@ -399,6 +403,7 @@ impl Application {
         for s in self.local_servers {
             s.shutdown().await;
         }
+        local::free_in_background(service);
         tracing::info!("stopped");
         served
     }

@@ -139,6 +139,16 @@ pub struct LocalServer {
     pub addr: SocketAddr,
     stop: CancellationToken,
     handle: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// What the server serves from (the seat engine), freed off the shutdown path.
+    retained: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// Free `big` (a store or engine of millions of entries) on a thread of its own, so that a stopping
+/// process does not spend seconds walking it: the process may end before the thread is done.
+pub fn free_in_background<T: Send + 'static>(big: T) {
+    let _ = std::thread::Builder::new()
+        .name("free-at-exit".into())
+        .spawn(move || drop(big));
 }
 
 impl LocalServer {
@@ -160,7 +170,15 @@ impl LocalServer {
             addr,
             stop,
             handle,
+            retained: None,
         })
+    }
+
+    /// Keep a reference to `big` until the server has stopped, then free it in the background
+    /// ([`free_in_background`]) rather than on the shutdown path.
+    pub fn retaining<T: Send + 'static>(mut self, big: T) -> Self {
+        self.retained = Some(Box::new(big));
+        self
     }
 
     /// `http://127.0.0.1:port`, for a client.
@@ -179,6 +197,9 @@ impl LocalServer {
             Err(e) => {
                 tracing::warn!(target: "grpc", server = self.name, error = %e, "gRPC server task failed")
             }
+        }
+        if let Some(big) = self.retained {
+            free_in_background(big);
         }
     }
 }

@@ -121,17 +121,40 @@ impl IdempotencyRecord {
     /// What a new request with `request_hash` finds in this record at `now`. `None`: the record is
     /// dead (expired, or an abandoned lease) and may be replaced.
     pub fn judge(&self, request_hash: &str, now: DateTime<Utc>) -> Option<Begin> {
-        if self.expires_at <= now {
-            return None;
-        }
-        if self.request_hash != request_hash {
-            return Some(Begin::Conflict);
-        }
-        Some(match (&self.status, &self.response) {
-            (RecordStatus::Completed, Some(r)) => Begin::Replay(r.clone()),
-            _ => Begin::InFlight,
-        })
+        judge(
+            RecordView {
+                same_request: self.request_hash == request_hash,
+                status: self.status,
+                response: self.response.as_ref(),
+                expires_at: self.expires_at,
+            },
+            now,
+        )
     }
+}
+
+/// What [`judge`] reads of a stored record, whatever form a store keeps it in.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    /// Whether the new request's fingerprint is the record's.
+    pub same_request: bool,
+    pub status: RecordStatus,
+    pub response: Option<&'a StoredResponse>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// [`IdempotencyRecord::judge`] of a record seen through `r`.
+pub fn judge(r: RecordView<'_>, now: DateTime<Utc>) -> Option<Begin> {
+    if r.expires_at <= now {
+        return None;
+    }
+    if !r.same_request {
+        return Some(Begin::Conflict);
+    }
+    Some(match (r.status, r.response) {
+        (RecordStatus::Completed, Some(resp)) => Begin::Replay(resp.clone()),
+        _ => Begin::InFlight,
+    })
 }
 
 #[cfg(test)]

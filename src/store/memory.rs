@@ -3,12 +3,23 @@
 //! The lock is a plain `std::sync::Mutex` held for microseconds and never across an `.await`.
 //! What has outlived its retention is removed in small batches by [`Store::purge_expired`] (the
 //! `RetentionSweeper` calls it), each batch one short hold of the lock.
+//!
+//! Every structure is a B-tree, never a hash table: a hash table grows by rehashing all of its
+//! entries at once, and under this lock that stalled every request for the length of the copy
+//! (at 7/8 of each power of two: 114,688, 229,376, 458,752 reservations; issue #17). A B-tree
+//! grows one node at a time, so no insert costs more than a few node splits. The records are
+//! kept in compact forms (`memory_compact.rs`).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+
+#[path = "memory_compact.rs"]
+mod compact;
+
+use compact::{Fingerprint, Interner, Shared, StoredEvent, StoredRecord, StoredReservation};
 
 use super::{
     ConflictKind, Retention, Settlement, Store, StoreAudit, StoreError, Transition,
@@ -16,25 +27,27 @@ use super::{
 };
 use crate::domain::{Order, OutboxEvent, OutboxStatus, Reservation, ReservationStatus};
 use crate::idempotency::{
-    Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket, RecordStatus,
+    self, Begin, IdempotencyCompletion, IdempotencyTicket, RecordStatus, RecordView,
 };
 
 #[derive(Default)]
 struct State {
-    reservations: HashMap<String, Reservation>,
-    orders: HashMap<String, Order>,
-    idempotency: HashMap<String, IdempotencyRecord>,
-    outbox: HashMap<String, OutboxEvent>,
+    reservations: BTreeMap<Shared, StoredReservation>,
+    orders: BTreeMap<Box<str>, Order>,
+    idempotency: BTreeMap<Shared, StoredRecord>,
+    outbox: BTreeMap<Shared, StoredEvent>,
     /// HOLDs by expiry, for the sweeper.
-    holds: BTreeSet<(DateTime<Utc>, String)>,
+    holds: BTreeSet<(DateTime<Utc>, Shared)>,
     /// Unsettled event ids; UUIDv7 ids sort by write time.
-    unsettled: BTreeSet<String>,
-    by_reservation: HashMap<String, Vec<String>>,
-    /// Each user's reservations by (created_at, id), for listing.
-    by_user: HashMap<String, BTreeSet<(DateTime<Utc>, String)>>,
+    unsettled: BTreeSet<Shared>,
+    by_reservation: BTreeMap<Shared, Vec<Shared>>,
+    /// Each user's reservations by (created_at, id), for listing; its key is the one copy of the
+    /// user id its reservations share.
+    by_user: BTreeMap<Shared, BTreeSet<(DateTime<Utc>, Shared)>>,
     /// When each item may go, oldest first. An entry may be stale (the item changed or went since):
     /// the purge checks the item itself before removing it.
-    expiring: BTreeSet<(DateTime<Utc>, Expiring, String)>,
+    expiring: BTreeSet<(DateTime<Utc>, Expiring, Shared)>,
+    strings: Interner,
     retention: Retention,
 }
 
@@ -78,10 +91,10 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let Some(c) = c else { return Ok(()) };
-        match self.idempotency.get(&c.ticket.scoped_key) {
+        match self.idempotency.get(c.ticket.scoped_key.as_str()) {
             Some(r)
                 if r.status == RecordStatus::InProgress
-                    && r.token == c.ticket.token
+                    && r.held_by(&c.ticket.token)
                     && r.expires_at > now =>
             {
                 Ok(())
@@ -91,17 +104,21 @@ impl State {
     }
 
     fn apply_completion(&mut self, c: Option<&IdempotencyCompletion>) {
-        if let Some(c) = c {
-            if let Some(r) = self.idempotency.get_mut(&c.ticket.scoped_key) {
-                r.status = RecordStatus::Completed;
-                r.response = Some(c.response.clone());
-                r.expires_at = c.ticket.expires_at;
-                self.expiring.insert((
-                    c.ticket.expires_at,
-                    Expiring::Idempotency,
-                    c.ticket.scoped_key.clone(),
-                ));
-            }
+        let Some(c) = c else { return };
+        let key = c.ticket.scoped_key.as_str();
+        let Some(shared) = self.idempotency.get_key_value(key).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        if let Some(r) = self.idempotency.get_mut(key) {
+            // The lease's entry in the index is stale from now on: drop it rather than keep it
+            // until the lease would have ended.
+            self.expiring
+                .remove(&(r.expires_at, Expiring::Idempotency, shared.clone()));
+            r.status = RecordStatus::Completed;
+            r.response = Some(c.response.clone());
+            r.expires_at = c.ticket.expires_at;
+            self.expiring
+                .insert((c.ticket.expires_at, Expiring::Idempotency, shared));
         }
     }
 
@@ -127,23 +144,39 @@ impl State {
         handled
     }
 
+    /// The shared copy of a reservation id the store holds, or a new one.
+    fn reservation_key(&self, id: &str) -> Shared {
+        self.reservations
+            .get_key_value(id)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| Arc::from(id))
+    }
+
     fn add_event(&mut self, e: &OutboxEvent) {
-        self.unsettled.insert(e.id.clone());
+        let rid = self.reservation_key(&e.reservation_id);
+        let id: Shared = Arc::from(e.id.as_str());
+        self.unsettled.insert(id.clone());
         self.by_reservation
-            .entry(e.reservation_id.clone())
-            .or_default()
-            .push(e.id.clone());
-        self.outbox.insert(e.id.clone(), e.clone());
+            .entry(rid.clone())
+            // A reservation has two events (created, then its end) but for a few.
+            .or_insert_with(|| Vec::with_capacity(2))
+            .push(id.clone());
+        self.outbox.insert(id, StoredEvent::new(e, rid));
     }
 
     /// Settle an event `owner` holds the claim of; false if the claim was lost.
     fn settle(&mut self, id: &str, owner: &str, how: Settlement) -> bool {
-        let Some(e) = self.outbox.get_mut(id) else {
+        let Some((key, e)) = self.outbox.get_key_value(id) else {
             return false;
         };
         if e.status != OutboxStatus::Claimed || e.lease_owner.as_deref() != Some(owner) {
             return false;
         }
+        let key = key.clone();
+        let retention = self.retention.outbox;
+        let Some(e) = self.outbox.get_mut(id) else {
+            return false;
+        };
         e.lease_owner = None;
         e.lease_until = None;
         let settled = match how {
@@ -152,7 +185,7 @@ impl State {
                 e.published_at = Some(at);
                 e.attempts += 1;
                 self.expiring
-                    .insert((at + self.retention.outbox, Expiring::Outbox, id.to_owned()));
+                    .insert((at + retention, Expiring::Outbox, key));
                 true
             }
             Settlement::Retry {
@@ -163,13 +196,13 @@ impl State {
                 e.status = OutboxStatus::Pending;
                 e.attempts = attempts;
                 e.next_retry_at = next_retry_at;
-                e.last_error = Some(error);
+                e.last_error = Some(error.into_boxed_str());
                 false
             }
             Settlement::Failed { attempts, error } => {
                 e.status = OutboxStatus::Failed;
                 e.attempts = attempts;
-                e.last_error = Some(error);
+                e.last_error = Some(error.into_boxed_str());
                 true
             }
         };
@@ -180,13 +213,13 @@ impl State {
     }
 
     /// True if an earlier event of the same reservation is still unsettled.
-    fn waits_for_earlier(&self, e: &OutboxEvent) -> bool {
+    fn waits_for_earlier(&self, id: &str, e: &StoredEvent) -> bool {
         self.by_reservation
             .get(&e.reservation_id)
             .is_some_and(|ids| {
                 ids.iter()
-                    .take_while(|id| **id != e.id)
-                    .any(|id| self.unsettled.contains(id))
+                    .take_while(|i| ***i != *id)
+                    .any(|i| self.unsettled.contains(i))
             })
     }
 
@@ -214,7 +247,7 @@ impl State {
             return;
         };
         if let Some(ids) = self.by_reservation.get_mut(&e.reservation_id) {
-            ids.retain(|i| i != id);
+            ids.retain(|i| **i != *id);
             if ids.is_empty() {
                 self.by_reservation.remove(&e.reservation_id);
             }
@@ -229,7 +262,7 @@ impl State {
         if !due {
             return;
         }
-        let Some(r) = self.reservations.remove(id) else {
+        let Some((key, r)) = self.reservations.remove_entry(id) else {
             return;
         };
         if let Some(order) = &r.order_id {
@@ -237,11 +270,19 @@ impl State {
         }
         // The user's listing index goes with it, or the index would be what grows.
         if let Some(mine) = self.by_user.get_mut(&r.user_id) {
-            mine.remove(&(r.created_at, r.id.clone()));
+            mine.remove(&(r.created_at, key));
             if mine.is_empty() {
                 self.by_user.remove(&r.user_id);
             }
         }
+    }
+
+    fn reservation(&self, id: &str) -> Option<Reservation> {
+        self.reservations.get(id).map(|r| r.to_domain(id))
+    }
+
+    fn event(&self, id: &str) -> Option<OutboxEvent> {
+        self.outbox.get(id).map(|e| e.to_domain(id))
     }
 }
 
@@ -256,30 +297,36 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<Begin, StoreError> {
         let mut s = self.lock();
-        if let Some(found) = s
-            .idempotency
-            .get(scoped_key)
-            .and_then(|r| r.judge(request_hash, now))
-        {
+        if let Some(found) = s.idempotency.get(scoped_key).and_then(|r| {
+            idempotency::judge(
+                RecordView {
+                    same_request: r.request_hash.matches(request_hash),
+                    status: r.status,
+                    response: r.response.as_ref(),
+                    expires_at: r.expires_at,
+                },
+                now,
+            )
+        }) {
             return Ok(found);
         }
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = uuid::Uuid::new_v4();
+        let key: Shared = Arc::from(scoped_key);
         s.expiring
-            .insert((now + lease, Expiring::Idempotency, scoped_key.to_owned()));
+            .insert((now + lease, Expiring::Idempotency, key.clone()));
         s.idempotency.insert(
-            scoped_key.to_owned(),
-            IdempotencyRecord {
-                scoped_key: scoped_key.to_owned(),
-                request_hash: request_hash.to_owned(),
+            key,
+            StoredRecord {
+                request_hash: Fingerprint::new(request_hash),
                 status: RecordStatus::InProgress,
-                token: token.clone(),
+                token,
                 response: None,
                 expires_at: now + lease,
             },
         );
         Ok(Begin::Started(IdempotencyTicket {
             scoped_key: scoped_key.to_owned(),
-            token,
+            token: token.to_string(),
             expires_at: now + ttl,
         }))
     }
@@ -294,10 +341,10 @@ impl Store for MemoryStore {
     async fn abandon_request(&self, ticket: &IdempotencyTicket) -> Result<(), StoreError> {
         let mut s = self.lock();
         if s.idempotency
-            .get(&ticket.scoped_key)
-            .is_some_and(|r| r.token == ticket.token && r.status == RecordStatus::InProgress)
+            .get(ticket.scoped_key.as_str())
+            .is_some_and(|r| r.held_by(&ticket.token) && r.status == RecordStatus::InProgress)
         {
-            s.idempotency.remove(&ticket.scoped_key);
+            s.idempotency.remove(ticket.scoped_key.as_str());
         }
         Ok(())
     }
@@ -309,16 +356,27 @@ impl Store for MemoryStore {
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
-        if s.reservations.contains_key(&r.id) {
+        if s.reservations.contains_key(r.id.as_str()) {
             return Err(StoreError::Conflict(ConflictKind::ReservationExists));
         }
         s.check_completion(completion, Utc::now())?;
-        s.reservations.insert(r.id.clone(), r.clone());
-        s.holds.insert((r.hold_expires_at, r.id.clone()));
+        let id: Shared = Arc::from(r.id.as_str());
+        let user = s
+            .by_user
+            .get_key_value(r.user_id.as_str())
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| Arc::from(r.user_id.as_str()));
+        let State {
+            reservations,
+            strings,
+            ..
+        } = &mut *s;
+        reservations.insert(id.clone(), StoredReservation::new(r, user.clone(), strings));
+        s.holds.insert((r.hold_expires_at, id.clone()));
         s.by_user
-            .entry(r.user_id.clone())
+            .entry(user)
             .or_default()
-            .insert((r.created_at, r.id.clone()));
+            .insert((r.created_at, id));
         s.add_event(event);
         s.apply_completion(completion);
         Ok(())
@@ -326,24 +384,32 @@ impl Store for MemoryStore {
 
     async fn transition(&self, t: Transition<'_>) -> Result<(), StoreError> {
         let mut s = self.lock();
-        match s.reservations.get(&t.next.id) {
-            Some(cur)
-                if cur.status == ReservationStatus::Hold && cur.version == t.expected_version => {}
+        let (id, user) = match s.reservations.get_key_value(t.next.id.as_str()) {
+            Some((id, cur))
+                if cur.status == ReservationStatus::Hold && cur.version == t.expected_version =>
+            {
+                (id.clone(), cur.user_id.clone())
+            }
             _ => return Err(StoreError::Conflict(ConflictKind::StaleReservation)),
-        }
+        };
         s.check_completion(t.completion, Utc::now())?;
-        if let Some(old) = s.reservations.insert(t.next.id.clone(), t.next.clone()) {
-            s.holds.remove(&(old.hold_expires_at, old.id));
+        let State {
+            reservations,
+            strings,
+            ..
+        } = &mut *s;
+        let next = StoredReservation::new(t.next, user, strings);
+        if let Some(old) = reservations.insert(id.clone(), next) {
+            s.holds.remove(&(old.hold_expires_at, id.clone()));
         }
         if t.next.status == ReservationStatus::Hold {
-            s.holds.insert((t.next.hold_expires_at, t.next.id.clone()));
+            s.holds.insert((t.next.hold_expires_at, id));
         } else {
             let at = t.next.updated_at + s.retention.reservations;
-            s.expiring
-                .insert((at, Expiring::Reservation, t.next.id.clone()));
+            s.expiring.insert((at, Expiring::Reservation, id));
         }
         if let Some(o) = t.order {
-            s.orders.insert(o.id.clone(), o.clone());
+            s.orders.insert(Box::from(o.id.as_str()), o.clone());
         }
         s.add_event(t.event);
         s.apply_completion(t.completion);
@@ -351,7 +417,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
-        Ok(self.lock().reservations.get(id).cloned())
+        Ok(self.lock().reservation(id))
     }
 
     async fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
@@ -368,13 +434,16 @@ impl Store for MemoryStore {
         let Some(mine) = s.by_user.get(user_id) else {
             return Ok(Vec::new());
         };
-        let newest_first: Box<dyn Iterator<Item = &(DateTime<Utc>, String)>> = match after {
-            Some(p) => Box::new(mine.range(..(p.created_at, p.id.clone())).rev()),
+        let newest_first: Box<dyn Iterator<Item = &(DateTime<Utc>, Shared)>> = match after {
+            Some(p) => Box::new(
+                mine.range(..(p.created_at, Shared::from(p.id.as_str())))
+                    .rev(),
+            ),
             None => Box::new(mine.iter().rev()),
         };
         Ok(newest_first
             .take(limit)
-            .filter_map(|(_, id)| s.reservations.get(id).cloned())
+            .filter_map(|(_, id)| s.reservation(id))
             .collect())
     }
 
@@ -388,7 +457,7 @@ impl Store for MemoryStore {
             .iter()
             .take_while(|(at, _)| *at <= now)
             .take(limit)
-            .filter_map(|(_, id)| s.reservations.get(id).cloned())
+            .filter_map(|(_, id)| s.reservation(id))
             .collect())
     }
 
@@ -401,12 +470,12 @@ impl Store for MemoryStore {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         metrics::counter!("outbox_store_requests_total", "op" => "claim").increment(1);
         let mut s = self.lock();
-        let ids: Vec<String> = s
+        let ids: Vec<Shared> = s
             .unsettled
             .iter()
             .filter(|id| {
                 let e = &s.outbox[*id];
-                e.is_claimable(now) && !s.waits_for_earlier(e)
+                e.is_claimable(now) && !s.waits_for_earlier(id, e)
             })
             .take(limit)
             .cloned()
@@ -416,9 +485,9 @@ impl Store for MemoryStore {
             .filter_map(|id| {
                 let e = s.outbox.get_mut(id)?;
                 e.status = OutboxStatus::Claimed;
-                e.lease_owner = Some(owner.to_owned());
+                e.lease_owner = Some(Box::from(owner));
                 e.lease_until = Some(lease_until);
-                Some(e.clone())
+                Some(e.to_domain(id))
             })
             .collect())
     }
@@ -443,11 +512,7 @@ impl Store for MemoryStore {
         let s = self.lock();
         Ok(s.by_reservation
             .get(reservation_id)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| s.outbox.get(id).cloned())
-                    .collect()
-            })
+            .map(|ids| ids.iter().filter_map(|id| s.event(id)).collect())
             .unwrap_or_default())
     }
 
@@ -462,9 +527,12 @@ impl Store for MemoryStore {
     async fn audit(&self) -> Result<StoreAudit, StoreError> {
         let s = self.lock();
         Ok(StoreAudit::new(
-            s.reservations.values().cloned().collect(),
-            s.outbox.values().cloned().collect(),
-            s.idempotency.values().cloned().collect(),
+            s.reservations
+                .iter()
+                .map(|(id, r)| r.to_domain(id))
+                .collect(),
+            s.outbox.iter().map(|(id, e)| e.to_domain(id)).collect(),
+            s.idempotency.iter().map(|(k, r)| r.to_domain(k)).collect(),
         ))
     }
 
@@ -482,3 +550,7 @@ impl Store for MemoryStore {
         ])
     }
 }
+
+#[cfg(test)]
+#[path = "memory_no_stall.rs"]
+mod no_stall;

@@ -11,7 +11,7 @@
 //! object.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
@@ -19,6 +19,7 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Dispatch, Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -238,22 +239,59 @@ pub fn init_with(tracing: &Tracing, filter: EnvFilter) {
     init_with_extra(tracing, filter, None);
 }
 
+/// The most lines waiting for stdout. A request never waits for its line to be written: the lines
+/// go through this queue to a writer thread, and when stdout cannot keep up (a stalled pipe, a slow
+/// collector) the lines past it are dropped and counted ([`dropped_lines`]), rather than slowing
+/// every request down.
+pub const LOG_QUEUE_LINES: usize = 65_536;
+
+/// The writer thread's guard (dropping it writes out the queue) and its dropped-lines counter.
+static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
 /// [`init_with`], plus `extra`.
 pub fn init_with_extra(tracing: &Tracing, filter: EnvFilter, extra: Option<ExtraLayer>) {
     let filter = filter.or(tracing_subscriber::filter::filter_fn(|m| {
         m.is_span() && *m.level() <= tracing::Level::INFO
     }));
+    let (stdout, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        // Buffered: the writer thread flushes when the queue is empty, one write for many lines.
+        .finish(std::io::BufWriter::new(std::io::stdout()));
+    let dropped = stdout.error_counter();
     let logs = tracing_subscriber::fmt::layer()
         .fmt_fields(NoSpanFields)
         .event_format(JsonLines)
-        .with_writer(std::io::stdout)
+        .with_writer(stdout)
         .with_filter(filter);
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(extra)
         .with(tracing.layer())
         .with(SpanFacts)
         .with(logs)
         .try_init();
+    if installed.is_ok() {
+        *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+        let _ = DROPPED.set(dropped);
+    }
+}
+
+/// Log lines dropped so far because the queue to stdout was full.
+pub fn dropped_lines() -> usize {
+    DROPPED.get().map_or(0, ErrorCounter::dropped_lines)
+}
+
+/// Write out the queued lines and stop the writer thread; call before the process ends (a line
+/// still queued at exit is lost otherwise). Says on stderr how many lines were dropped, if any.
+pub fn flush() {
+    let guard = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(guard);
+    let dropped = dropped_lines();
+    if dropped > 0 {
+        eprintln!("reservation-api: {dropped} log lines were dropped: stdout did not keep up");
+    }
 }
 
 #[cfg(test)]
