@@ -1,6 +1,6 @@
 //! When to try again, and when to run next: the one backoff of every retry loop (the gRPC retry
-//! layer, the outbox relay, the DynamoDB store's short loops) and the one periodic loop of the
-//! background sweepers.
+//! layer, the outbox relay, the DynamoDB store's and the seat inventory's short loops) and the one
+//! periodic loop of the background sweepers.
 //!
 //! The backoff is tower-resilience's `ExponentialRandomBackoff`, the type the gRPC retry layer
 //! (`grpc/resilience`) needs anyway, so that no second implementation (hand-written or `backon`)
