@@ -121,6 +121,13 @@ impl Tracing {
             .with_threads(false)
             .with_level(false)
             .with_target(false)
+            // Both cost every poll of every instrumented future, the largest share of a create's
+            // CPU (docs/performance.md): busy/idle times are two clock reads per enter and exit,
+            // and activating the OpenTelemetry context pushes and pops a thread-local on each.
+            // Nothing reads `opentelemetry::Context::current()`: the ids come from the `tracing`
+            // span (`OpenTelemetrySpanExt::context`), whose parent is the `tracing` span tree.
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|m| {
                 m.is_span() && *m.level() <= tracing::Level::INFO
             }))
