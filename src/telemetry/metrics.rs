@@ -125,6 +125,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "1 when the readiness check last answered UP, 0 when DOWN",
     ),
     (
+        "log_lines_dropped_total",
+        Kind::Counter,
+        "Log lines dropped because the queue to stdout was full",
+    ),
+    (
         "reservation_api_build_info",
         Kind::Gauge,
         "Always 1; the running build's version as a label",
@@ -173,6 +178,8 @@ pub fn collect_process() {
     PROCESS
         .get_or_init(metrics_process::Collector::default)
         .collect();
+    // The log writer counts what it dropped itself (its queue is lossy); the scrape reads it.
+    metrics::counter!("log_lines_dropped_total").absolute(super::logging::dropped_lines() as u64);
 }
 
 /// [`render`] with the `process_*` metrics refreshed first, on a blocking thread.
