@@ -4,14 +4,14 @@
 
 use crate::domain::reservation::CancelPlan;
 use crate::domain::{EventType, OutboxEvent, Reservation, ReservationStatus};
-use crate::idempotency::{IdempotencyCompletion, IdempotencyTicket, StoredResponse};
+use crate::idempotency::{IdempotencyTicket, StoredResponse};
 use crate::inventory::{ReleaseOutcome, ReleaseReason};
 use crate::store::{ConflictKind, StoreError, Transition};
 use crate::telemetry::metrics::MethodTimer;
 
 use super::ambiguity::{is_transition, unknown_outcome, Resolution};
 use super::views::Cancelled;
-use super::{now_ms, unrecorded, Caller, Reply, ReservationService, ServiceError};
+use super::{now_ms, unrecorded, Answered, Caller, Reply, ReservationService, ServiceError};
 
 impl ReservationService {
     #[tracing::instrument(name = "ReservationService.cancel", skip_all, fields(otel.kind = "internal"))]
@@ -45,29 +45,12 @@ impl ReservationService {
         let event =
             OutboxEvent::for_reservation(EventType::Cancelled, &next, None, &caller.trace_id, now);
         let response = StoredResponse::json(200, &Cancelled::of(id));
-        let completion = IdempotencyCompletion {
-            ticket: ticket.clone(),
-            response: response.clone(),
-        };
-        let t = Transition {
-            next: &next,
-            expected_version: r.version,
-            order: None,
-            event: &event,
-            completion: Some(&completion),
-        };
-        match self.store.transition(t).await {
-            Ok(()) => {
-                self.written(ReservationStatus::Cancelled);
-                Ok(Reply {
-                    response,
-                    recorded: true,
-                })
-            }
-            Err(e)
-                if e.is_ambiguous()
-                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
-            {
+        match self
+            .write_answered(&r, &next, None, &event, ticket, response)
+            .await?
+        {
+            Answered::Written(reply) => Ok(reply),
+            Answered::InDoubt(e, response) => {
                 // The seats are released already; only the record's outcome is in doubt.
                 let found = match self.resolve(id, is_transition(&next), None).await {
                     Resolution::Landed => {
@@ -93,7 +76,6 @@ impl ReservationService {
                     )),
                 }
             }
-            Err(e) => Err(e.into()),
         }
     }
 

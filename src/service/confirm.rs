@@ -6,15 +6,17 @@ use chrono::{DateTime, Utc};
 use crate::domain::reservation::ConfirmPlan;
 use crate::domain::ReservationStatus;
 use crate::domain::{ids, ConfirmInput, EventType, Order, OutboxEvent, Reservation};
-use crate::idempotency::{IdempotencyCompletion, IdempotencyTicket, StoredResponse};
+use crate::idempotency::{IdempotencyTicket, StoredResponse};
 use crate::inventory::CommitOutcome;
 use crate::payment::{self, PaymentQuery};
-use crate::store::{ConflictKind, StoreError, Transition};
+use crate::store::StoreError;
 use crate::telemetry::metrics::MethodTimer;
 
 use super::ambiguity::{is_transition, unknown_outcome, Resolution};
 use super::views::Confirmed;
-use super::{commit_request, now_ms, unrecorded, Caller, Reply, ReservationService, ServiceError};
+use super::{
+    commit_request, now_ms, unrecorded, Answered, Caller, Reply, ReservationService, ServiceError,
+};
 
 /// What the inventory's commit left us with.
 enum Commit {
@@ -112,33 +114,15 @@ impl ReservationService {
             now,
         );
         let response = StoredResponse::json(200, &Confirmed::of(&r.id, &order.id));
-        let completion = IdempotencyCompletion {
-            ticket: ticket.clone(),
-            response: response.clone(),
-        };
-        let t = Transition {
-            next: &next,
-            expected_version: r.version,
-            order: Some(&order),
-            event: &event,
-            completion: Some(&completion),
-        };
-        match self.store.transition(t).await {
-            Ok(()) => {
-                self.written(ReservationStatus::Confirmed);
-                Ok(Reply {
-                    response,
-                    recorded: true,
-                })
-            }
-            Err(e)
-                if e.is_ambiguous()
-                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
-            {
+        match self
+            .write_answered(r, &next, Some(&order), &event, ticket, response)
+            .await?
+        {
+            Answered::Written(reply) => Ok(reply),
+            Answered::InDoubt(e, response) => {
                 self.sale_in_doubt(caller, r, &next, intent, response, e)
                     .await
             }
-            Err(e) => Err(e.into()),
         }
     }
 

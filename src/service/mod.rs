@@ -21,14 +21,16 @@ use tokio::sync::Notify;
 
 pub use error::ServiceError;
 
-use crate::domain::{ids, CreateInput, EventType, OutboxEvent, Reservation, ReservationStatus};
+use crate::domain::{
+    ids, CreateInput, EventType, Order, OutboxEvent, Reservation, ReservationStatus,
+};
 use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse};
 use crate::inventory::{
     CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError, ReleaseOutcome,
     ReleaseReason, ReleaseRequest,
 };
 use crate::payment::Payments;
-use crate::store::{ConflictKind, Store, StoreError};
+use crate::store::{ConflictKind, Store, StoreError, Transition};
 use crate::telemetry::metrics::MethodTimer;
 use ambiguity::{unknown_outcome, Resolution};
 use views::{HoldCreated, ReservationView};
@@ -334,6 +336,57 @@ impl ReservationService {
     fn written(&self, status: ReservationStatus) {
         metrics::counter!("reservation_status_total", "status" => status.as_str()).increment(1);
         self.outbox_wake.notify_one();
+    }
+}
+
+/// How a transition that carries its request's stored answer came out.
+enum Answered {
+    /// Written, answer included.
+    Written(Reply),
+    /// The write may or may not have landed (ambiguous, or the version moved, perhaps under our
+    /// own earlier attempt): the caller resolves it by reading. The error and the answer come back.
+    InDoubt(StoreError, StoredResponse),
+}
+
+impl ReservationService {
+    /// Write `r` → `next` with its event (and order), storing `response` as the request's answer
+    /// in the same atomic write (CONTRACT §4).
+    async fn write_answered(
+        &self,
+        r: &Reservation,
+        next: &Reservation,
+        order: Option<&Order>,
+        event: &OutboxEvent,
+        ticket: &IdempotencyTicket,
+        response: StoredResponse,
+    ) -> Result<Answered, ServiceError> {
+        let completion = IdempotencyCompletion {
+            ticket: ticket.clone(),
+            response,
+        };
+        let t = Transition {
+            next,
+            expected_version: r.version,
+            order,
+            event,
+            completion: Some(&completion),
+        };
+        match self.store.transition(t).await {
+            Ok(()) => {
+                self.written(next.status);
+                Ok(Answered::Written(Reply {
+                    response: completion.response,
+                    recorded: true,
+                }))
+            }
+            Err(e)
+                if e.is_ambiguous()
+                    || e == StoreError::Conflict(ConflictKind::StaleReservation) =>
+            {
+                Ok(Answered::InDoubt(e, completion.response))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
