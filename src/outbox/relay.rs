@@ -5,6 +5,11 @@
 //! in chunks of 10 (the most `PutEvents` takes), and settles them together, so that the store's
 //! cost is paid per batch, not per event (docs/outbox.md).
 //!
+//! The round's size adapts to the store: a claim or settlement that times out or is throttled
+//! halves it (a store that takes longer than its deadline for 100 items never publishes
+//! anything otherwise), and rounds that succeed grow it back towards `OUTBOX_BATCH_SIZE`
+//! ([`RoundSize`]).
+//!
 //! Attempts count only entries the sink judged: when the sink is unreachable as a whole, the
 //! claimed events go back unchanged and the relay backs off, so an outage delays events but never
 //! burns them to FAILED.
@@ -20,7 +25,7 @@ use super::EventSink;
 use crate::config::OutboxSettings;
 use crate::domain::OutboxEvent;
 use crate::schedule::Backoff;
-use crate::store::{Settlement, Store};
+use crate::store::{Settlement, Store, StoreError};
 
 /// How often an idle relay refreshes `outbox_pending_events`.
 const DEPTH_EVERY: Duration = Duration::from_secs(10);
@@ -33,6 +38,68 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     owner: String,
     settings: OutboxSettings,
+    size: RoundSize,
+    /// The last round found the sink unreachable: the next one only probes it, with one
+    /// `PutEvents` worth of events, rather than claiming and settling a full round again.
+    probing: std::sync::atomic::AtomicBool,
+}
+
+/// How many events the next round claims: multiplicative decrease when the store times out or
+/// throttles, growth by a quarter after [`RoundSize::GROW_AFTER`] good rounds in a row (so that a
+/// store near its limit is probed rarely, and each probe that fails strands at most one round's
+/// claims until their lease ends).
+#[derive(Debug)]
+pub struct RoundSize {
+    max: usize,
+    current: std::sync::atomic::AtomicUsize,
+    good: std::sync::atomic::AtomicU32,
+}
+
+impl RoundSize {
+    const GROW_AFTER: u32 = 3;
+
+    pub fn new(max: usize) -> Self {
+        metrics::gauge!("outbox_round_size").set(max.max(1) as f64);
+        Self {
+            max: max.max(1),
+            current: max.max(1).into(),
+            good: 0.into(),
+        }
+    }
+
+    pub fn get(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The store timed out or throttled: halve the round.
+    pub fn shrink(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.good.store(0, Relaxed);
+        let next = (self.get() / 2).max(1);
+        self.current.store(next, Relaxed);
+        metrics::gauge!("outbox_round_size").set(next as f64);
+        next
+    }
+
+    /// A round whose store requests all succeeded.
+    pub fn succeeded(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let current = self.get();
+        if current >= self.max {
+            return;
+        }
+        if self.good.fetch_add(1, Relaxed) + 1 >= Self::GROW_AFTER {
+            self.good.store(0, Relaxed);
+            let next = (current + current.div_ceil(4)).min(self.max);
+            self.current.store(next, Relaxed);
+            metrics::gauge!("outbox_round_size").set(next as f64);
+        }
+    }
+}
+
+/// A store failure that a smaller round may avoid: a deadline, throttling, or a server failure.
+fn overloaded(e: &StoreError) -> bool {
+    matches!(e, StoreError::Timeout | StoreError::Unavailable(_))
 }
 
 /// The wait after `attempts` failed attempts: between half and all of `base × 2^(attempts-1)`,
@@ -48,6 +115,10 @@ pub struct Round {
     pub claimed: usize,
     /// The sink could not be reached: back off before the next round.
     pub sink_down: bool,
+    /// The store timed out or throttled: the round shrank; pause briefly before the next.
+    pub store_overloaded: bool,
+    /// The round claimed as many as it asked for: more are probably waiting.
+    pub full: bool,
 }
 
 impl OutboxRelay {
@@ -63,29 +134,53 @@ impl OutboxRelay {
             sink,
             wake,
             owner,
+            size: RoundSize::new(settings.batch_size),
+            probing: false.into(),
             settings,
         }
     }
 
+    /// The size the next round claims (it adapts to the store: [`RoundSize`]).
+    pub fn round_size(&self) -> usize {
+        self.size.get()
+    }
+
     /// Claim one batch, publish it in `PutEvents`-sized chunks, settle it together.
     pub async fn relay_once(&self) -> Round {
+        let started = std::time::Instant::now();
+        let limit = match self.probing.load(std::sync::atomic::Ordering::Relaxed) {
+            true => self.size.get().min(PUT_EVENTS_MAX),
+            false => self.size.get(),
+        };
         let now = Utc::now();
         let lease_until =
             now + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
         let batch = match self
             .store
-            .claim_events(&self.owner, now, lease_until, self.settings.batch_size)
+            .claim_events(&self.owner, now, lease_until, limit)
             .await
         {
             Ok(b) => b,
+            Err(e) if overloaded(&e) => {
+                // A claim whose answer was lost may have landed: its events come back when
+                // their lease ends (OUTBOX_LEASE_SECONDS), as after a relay that died.
+                let next = self.size.shrink();
+                tracing::warn!(error = %e, round = next, "outbox claim failed; smaller rounds");
+                return Round {
+                    store_overloaded: true,
+                    ..Round::default()
+                };
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
                 return Round::default();
             }
         };
         if batch.is_empty() {
+            tracing::trace!(asked = limit, "outbox round found nothing due");
             return Round::default();
         }
+        let claimed_in = started.elapsed();
         // At most 10 calls in flight: a batch is at most 100 events.
         let results = futures::future::join_all(
             batch
@@ -124,10 +219,29 @@ impl OutboxRelay {
                 }
             }
         }
-        self.settle(&settlements).await;
+        self.probing
+            .store(sink_down, std::sync::atomic::Ordering::Relaxed);
+        let published_in = started.elapsed();
+        let settled = self.settle(&settlements).await;
+        if settled {
+            self.size.succeeded();
+        } else {
+            self.size.shrink();
+        }
+        tracing::debug!(
+            claimed = batch.len(),
+            sink_down,
+            claim_ms = claimed_in.as_millis() as u64,
+            publish_ms = (published_in - claimed_in).as_millis() as u64,
+            settle_ms = (started.elapsed() - published_in).as_millis() as u64,
+            next_round = self.size.get(),
+            "outbox round"
+        );
         Round {
             claimed: batch.len(),
             sink_down,
+            store_overloaded: !settled,
+            full: batch.len() >= limit,
         }
     }
 
@@ -179,8 +293,10 @@ impl OutboxRelay {
     /// Settle the batch together. A settlement whose answer was lost may have landed, and a retry
     /// of it is harmless (its condition fails once it has), so failures are retried briefly;
     /// past that the events stay claimed until their lease ends and go out again (consumers
-    /// dedupe on `detail.id`).
-    async fn settle(&self, settlements: &[(OutboxEvent, Settlement)]) {
+    /// dedupe on `detail.id`). Answers whether the settlement landed without a store failure
+    /// that a smaller round may avoid.
+    async fn settle(&self, settlements: &[(OutboxEvent, Settlement)]) -> bool {
+        let mut clean = true;
         for attempt in 1..=3 {
             match self.store.settle_events(&self.owner, settlements).await {
                 Ok(lost) => {
@@ -188,9 +304,10 @@ impl OutboxRelay {
                         // Our lease ran out and another relay took the event: it settles it.
                         tracing::warn!(event_id = %id, "outbox claim lost before settling");
                     }
-                    return;
+                    return clean;
                 }
                 Err(e) if attempt < 3 => {
+                    clean &= !overloaded(&e);
                     tracing::warn!(error = %e, attempt, "could not settle outbox events; retrying");
                     tokio::time::sleep(backoff(
                         self.settings.backoff_base.as_millis() as u64,
@@ -203,6 +320,7 @@ impl OutboxRelay {
                 }
             }
         }
+        false
     }
 
     pub async fn run(self, stop: CancellationToken) {
@@ -216,7 +334,10 @@ impl OutboxRelay {
                 outage += 1;
                 backoff(self.settings.backoff_base.as_millis() as u64, outage)
                     .min(Duration::from_secs(5))
-            } else if round.claimed >= self.settings.batch_size {
+            } else if round.store_overloaded {
+                outage = 0;
+                backoff(self.settings.backoff_base.as_millis() as u64, 1)
+            } else if round.full {
                 // A full batch: more are waiting.
                 outage = 0;
                 continue;
@@ -232,7 +353,7 @@ impl OutboxRelay {
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.wake.notified(), if !round.sink_down && round.claimed == 0 => {
+                _ = self.wake.notified(), if !round.sink_down && !round.store_overloaded && round.claimed == 0 => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(linger) => {}
@@ -262,6 +383,55 @@ impl OutboxRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EventType;
+    use crate::outbox::{EntryResults, PublishError};
+    use crate::store::memory::MemoryStore;
+
+    /// EventBridge unreachable as a whole, counting the events offered to it.
+    #[derive(Default)]
+    struct Unreachable(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl EventSink for Unreachable {
+        async fn publish(&self, events: &[OutboxEvent]) -> Result<EntryResults, PublishError> {
+            self.0
+                .fetch_add(events.len(), std::sync::atomic::Ordering::Relaxed);
+            Err(PublishError::new("connection refused"))
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_sink_is_unreachable_a_round_only_probes_it_with_one_call_of_events() {
+        let store = Arc::new(MemoryStore::new());
+        let now = Utc::now();
+        for i in 0..150 {
+            let mut r = crate::domain::reservation::tests::hold(now);
+            r.id = format!("rsv_{i}");
+            let e = OutboxEvent::for_reservation(EventType::HoldCreated, &r, None, "t", now);
+            store.create_hold(&r, &e, None).await.unwrap();
+        }
+        let mut settings = crate::config::Config::default().outbox;
+        settings.backoff_base = Duration::ZERO;
+        let sink = Arc::new(Unreachable::default());
+        let relay = OutboxRelay::new(store.clone(), sink.clone(), Arc::default(), settings);
+        let first = relay.relay_once().await;
+        assert!(first.sink_down);
+        assert_eq!(first.claimed, 100, "the first round does not know yet");
+        for _ in 0..5 {
+            let probe = relay.relay_once().await;
+            assert!(probe.sink_down);
+            assert_eq!(
+                probe.claimed, PUT_EVENTS_MAX,
+                "a probe is one PutEvents call"
+            );
+        }
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::Relaxed), 150);
+        let audit = store.audit().await.unwrap();
+        assert!(
+            audit.events.iter().all(|e| e.attempts == 0),
+            "an outage uses up no attempts"
+        );
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
@@ -272,5 +442,42 @@ mod tests {
             assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(800));
             assert!(backoff(200, 40) <= Duration::from_secs(60));
         }
+    }
+
+    #[test]
+    fn a_round_halves_on_overload_and_grows_back_after_good_rounds() {
+        let size = RoundSize::new(100);
+        assert_eq!(size.get(), 100);
+        assert_eq!(size.shrink(), 50);
+        assert_eq!(size.shrink(), 25);
+        size.succeeded();
+        size.succeeded();
+        assert_eq!(size.get(), 25, "grows only after a run of good rounds");
+        size.succeeded();
+        assert_eq!(size.get(), 32);
+        for _ in 0..30 {
+            size.succeeded();
+        }
+        assert_eq!(size.get(), 100, "never past the configured batch");
+        for _ in 0..10 {
+            size.shrink();
+        }
+        assert_eq!(size.get(), 1, "never below one event");
+        size.succeeded();
+        size.succeeded();
+        size.succeeded();
+        assert_eq!(size.get(), 2);
+    }
+
+    #[test]
+    fn a_lost_shrink_resets_the_run_of_good_rounds() {
+        let size = RoundSize::new(100);
+        size.shrink();
+        size.succeeded();
+        size.succeeded();
+        size.shrink();
+        size.succeeded();
+        size.succeeded();
+        assert_eq!(size.get(), 25);
     }
 }

@@ -85,6 +85,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Outbox events not yet settled, as last seen by the relay",
     ),
     (
+        "outbox_round_size",
+        Kind::Gauge,
+        "Events the outbox relay's next round claims (halved when the store times out)",
+    ),
+    (
         "outbox_publish_lag_seconds",
         Kind::Histogram,
         "Time from writing an event to publishing it",
@@ -282,6 +287,7 @@ fn known_series() -> Vec<(Kind, &'static str, Vec<Label>)> {
         }
     }
     out.push((Kind::Gauge, "outbox_pending_events", vec![]));
+    out.push((Kind::Gauge, "outbox_round_size", vec![]));
     for kind in ["reservations", "orders", "idempotency", "outbox"] {
         out.push((Kind::Gauge, "store_items", vec![Label::new("kind", kind)]));
     }

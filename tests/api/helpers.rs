@@ -86,9 +86,10 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
-    // The trace context works as in the binary (nothing is exported); TEST_LOG=1 shows the app's
-    // JSON log lines (RUST_LOG filters them).
+/// The trace context works as in the binary (nothing is exported); TEST_LOG=1 shows the app's
+/// JSON log lines (RUST_LOG filters them). Tests that build parts of the app without
+/// `spawn_app` call it for the same logs.
+pub fn init_tracing() {
     static TRACING: std::sync::OnceLock<reservation_api::telemetry::otel::Tracing> =
         std::sync::OnceLock::new();
     TRACING.get_or_init(|| {
@@ -102,6 +103,10 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
         logging::init_with_extra(&t, filter, Some(Box::new(InternalErrors)));
         t
     });
+}
+
+pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
+    init_tracing();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut opts = TestOptions {
         config: test_config(data_dir.path()),

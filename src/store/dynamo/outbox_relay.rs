@@ -11,14 +11,14 @@
 //! first): the items DynamoDB names in the cancellation reasons are dropped and the rest retried.
 //! Every request counts in `outbox_store_requests_total{op}`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::errors::{cancellation_reasons, sdk_err};
-use super::item::{n, s, t, Item};
+use super::item::{n, opt_t, s, t, Item};
 use super::outbox::{self, key, PENDING_BY_DUE};
 use super::requests::{batch_get_consistent, RETRY};
 use super::SHARDS;
@@ -44,15 +44,23 @@ pub async fn claim(
     let limit = limit.clamp(1, MAX_BATCH);
     let candidates = due_candidates(client, table, now, limit).await?;
     let waiting = unsettled_predecessors(client, table, &candidates).await?;
-    let chosen: Vec<OutboxEvent> = candidates
+    let (blocked, chosen): (Vec<OutboxEvent>, Vec<OutboxEvent>) = candidates
         .into_iter()
-        .filter(|e| !waiting.contains(&e.id))
-        .collect();
-    let updates = chosen
+        .partition(|e| waiting.contains_key(&e.id));
+    let mut updates = chosen
         .iter()
         .map(|e| claim_update(table, e, owner, now, lease_until))
         .collect::<Result<Vec<_>, _>>()?;
-    let applied = transact_each(client, "claim", updates, false).await?;
+    // Blocked successors move behind their predecessor in the index, in the room the claim leaves
+    // in this round (a round's transaction never grows past the round's size).
+    for e in blocked.iter().take(limit.saturating_sub(updates.len())) {
+        if let Some(Some(pred_due)) = waiting.get(&e.id) {
+            let after = (*pred_due).max(now) + BLOCKED_BEHIND;
+            updates.push(defer_update(table, e, after)?);
+        }
+    }
+    let mut applied = transact_each(client, "claim", updates, false).await?;
+    applied.truncate(chosen.len());
     Ok(chosen
         .iter()
         .zip(applied)
@@ -147,15 +155,15 @@ async fn due_candidates(
     Ok(all)
 }
 
-/// The ids of candidates whose predecessor is still unsettled, read consistently in one
-/// `BatchGetItem`. A key DynamoDB leaves unprocessed after a retry counts as unsettled: the event
-/// waits a round rather than risk going out of order. A missing predecessor (removed after its
-/// retention) is settled.
+/// The candidates whose predecessor is still unsettled, read consistently in one
+/// `BatchGetItem`, each with its predecessor's `due_at` (`None` when not known). A key DynamoDB leaves unprocessed
+/// after a retry counts as unsettled: the event waits a round rather than risk going out of
+/// order. A missing predecessor (removed after its retention) is settled.
 async fn unsettled_predecessors(
     client: &Client,
     table: &str,
     candidates: &[OutboxEvent],
-) -> Result<HashSet<String>, StoreError> {
+) -> Result<HashMap<String, Option<DateTime<Utc>>>, StoreError> {
     let mut by_key: HashMap<String, String> = candidates
         .iter()
         .filter_map(|e| {
@@ -164,24 +172,29 @@ async fn unsettled_predecessors(
         })
         .collect();
     if by_key.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
     let keys = by_key
         .keys()
         .map(|k| Item::from([("pk".to_owned(), s(k))]))
         .collect();
-    let got = batch_get_consistent(client, table, keys, Some("pk, pending_shard"), 3, || {
-        counted("read")
-    })
+    let got = batch_get_consistent(
+        client,
+        table,
+        keys,
+        Some("pk, pending_shard, due_at"),
+        3,
+        || counted("read"),
+    )
     .await?;
-    let mut waiting = HashSet::new();
+    let mut waiting = HashMap::new();
     for item in &got.items {
         let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
             continue;
         };
         if let Some(id) = by_key.remove(pk) {
             if outbox::is_unsettled(item) {
-                waiting.insert(id);
+                waiting.insert(id, opt_t(item, "due_at"));
             }
         }
     }
@@ -192,7 +205,7 @@ async fn unsettled_predecessors(
             .and_then(|v| v.as_s().ok())
             .and_then(|pk| by_key.get(pk))
         {
-            waiting.insert(id.clone());
+            waiting.insert(id.clone(), None);
         }
     }
     Ok(waiting)
@@ -224,6 +237,28 @@ fn claim_update(
         .expression_attribute_values(":until", t(lease_until))
         .expression_attribute_values(":now", t(now))
         .expression_attribute_values(":attempts", n(e.attempts))
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// How far behind its predecessor's `due_at` (or now, if that is past) a blocked successor is put
+/// in the index.
+const BLOCKED_BEHIND: chrono::Duration = chrono::Duration::milliseconds(500);
+
+/// Move a blocked successor's `due_at` to `after`. The index is ordered by `due_at`, and a
+/// predecessor that was retried or leased sorts after its successor: without this, a window of
+/// the oldest due events can fill up with successors that all wait, and no round claims anything
+/// (a stall, not a delay). Only ever later, only while the event is pending as read.
+fn defer_update(table: &str, e: &OutboxEvent, after: DateTime<Utc>) -> Result<Update, StoreError> {
+    Update::builder()
+        .table_name(table)
+        .key("pk", s(key(&e.reservation_id, e.seq)))
+        .update_expression("SET due_at = :after")
+        .condition_expression("#status = :pending AND attempts = :attempts AND due_at < :after")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+        .expression_attribute_values(":attempts", n(e.attempts))
+        .expression_attribute_values(":after", t(after))
         .build()
         .map_err(|e| StoreError::Internal(e.to_string()))
 }

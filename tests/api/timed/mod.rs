@@ -6,4 +6,5 @@ mod connections;
 mod events;
 mod faults;
 mod outbox_drain;
+mod outbox_slow_store;
 mod resilience;

@@ -183,7 +183,7 @@ fn hold(i: usize) -> Reservation {
 /// Write hold `i` and, for some, its cancellation: one or two events. moto can stall for seconds
 /// on a loaded machine, and the SDK then retries a write that had landed; such a write is checked
 /// by reading it back (resolving these is the service's business, not this test's).
-async fn write(store: &dyn Store, i: usize, cancel: bool) -> usize {
+pub(super) async fn write(store: &dyn Store, i: usize, cancel: bool) -> usize {
     let r = hold(i);
     let now = reservation_api::service::now_ms();
     let created = OutboxEvent::for_reservation(EventType::HoldCreated, &r, None, "t", now);
