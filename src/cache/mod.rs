@@ -1,10 +1,11 @@
 //! The optional Redis read-through cache (`CACHE_REDIS_URL`; unset: off) for `GET
 //! /v1/reservations/{id}` and for completed idempotent answers. The store stays the source of
-//! truth: [`CachedStore`] writes every state change through after the store write commits, and a
-//! Redis that is down or slower than `CACHE_TIMEOUT_MS` only costs a store read (counted in
-//! `cache_requests_total`), never a failed or slower request.
+//! truth: [`CachedStore`] writes every state change through after the store write commits (in
+//! the background: no answer waits on it), and a Redis that is down or slower than
+//! `CACHE_TIMEOUT_MS` only costs a store read (counted in `cache_requests_total`), never a failed
+//! request nor a wait longer than that deadline per lookup.
 //!
-//! The staleness rule (docs/capacity.md and the README's *Cache* section say the same):
+//! The staleness rule (the README's *The Redis read-through cache* says the same):
 //! - A reservation entry carries its version; Redis replaces an entry only by a higher version
 //!   (one Lua script, atomic on the server), so a late fill from an old read can never overwrite
 //!   a newer state, in any process.

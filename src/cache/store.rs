@@ -48,18 +48,28 @@ impl CachedStore {
         begun.remove(token)
     }
 
-    /// Cache a completion that the store has just written.
-    async fn put_answer(&self, c: Option<&IdempotencyCompletion>) {
-        let Some(c) = c else { return };
-        let Some(request_hash) = self.forget(&c.ticket.token) else {
-            return;
-        };
-        let answer = Answer {
-            request_hash,
-            response: c.response.clone(),
-            expires_at: c.ticket.expires_at,
-        };
-        self.cache.put_answer(&c.ticket.scoped_key, &answer).await;
+    /// Write `r` and the completion the store has just committed through to the cache, in the
+    /// background: the caller's answer does not wait on Redis (a reader that comes first misses,
+    /// and versions only move forward, so arriving late is harmless).
+    fn write_through(&self, r: &Reservation, c: Option<&IdempotencyCompletion>) {
+        let answer = c.and_then(|c| {
+            let request_hash = self.forget(&c.ticket.token)?;
+            let answer = Answer {
+                request_hash,
+                response: c.response.clone(),
+                expires_at: c.ticket.expires_at,
+            };
+            Some((c.ticket.scoped_key.clone(), answer))
+        });
+        let (cache, r) = (self.cache.clone(), r.clone());
+        tokio::spawn(async move {
+            let answer = async {
+                if let Some((key, answer)) = &answer {
+                    cache.put_answer(key, answer).await;
+                }
+            };
+            tokio::join!(cache.put_reservation(&r), answer);
+        });
     }
 }
 
@@ -90,11 +100,15 @@ impl Store for CachedStore {
 
     async fn complete_request(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError> {
         let out = self.inner.complete_request(completion).await;
-        match out {
-            Ok(()) => self.put_answer(Some(completion)).await,
-            Err(_) => {
-                self.forget(&completion.ticket.token);
-            }
+        let request_hash = self.forget(&completion.ticket.token);
+        if let (Ok(()), Some(request_hash)) = (&out, request_hash) {
+            let answer = Answer {
+                request_hash,
+                response: completion.response.clone(),
+                expires_at: completion.ticket.expires_at,
+            };
+            let (cache, key) = (self.cache.clone(), completion.ticket.scoped_key.clone());
+            tokio::spawn(async move { cache.put_answer(&key, &answer).await });
         }
         out
     }
@@ -114,26 +128,20 @@ impl Store for CachedStore {
         self.inner
             .create_hold(reservation, event, completion)
             .await?;
-        tokio::join!(
-            self.cache.put_reservation(reservation),
-            self.put_answer(completion)
-        );
+        self.write_through(reservation, completion);
         Ok(())
     }
 
     async fn transition(&self, t: Transition<'_>) -> Result<(), StoreError> {
         let (next, completion) = (t.next, t.completion);
-        // The marker lands before this write can be answered, so no reader is handed the old
-        // state from the cache once the caller has its answer.
+        // The marker is awaited (alongside the write, so it adds no wait unless Redis is slower
+        // than the store): once the caller has its answer, no reader gets the old state.
         let ((), written) = tokio::join!(
             self.cache.mark_pending(&next.id, next.version),
             self.inner.transition(t)
         );
         written?;
-        tokio::join!(
-            self.cache.put_reservation(next),
-            self.put_answer(completion)
-        );
+        self.write_through(next, completion);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::error::BoxError;
 use reservation_api::cache::RedisCache;
 use reservation_api::grpc::inventory_client::GrpcInventory;
 use reservation_api::grpc::payment_client::GrpcPayments;
+use reservation_api::idempotency::IdempotencyKey;
 use reservation_api::store::dynamo::{tables, DynamoStore, TableNames};
 use reservation_api::store::memory::MemoryStore;
 use reservation_api::store::Store;
@@ -192,6 +193,21 @@ pub async fn cache_count(app: &TestApp, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Wait until the background write-through of a write answered with `key` reached Redis: the
+/// reservation at `status`, and the key's answer.
+pub async fn written_through(redis: &str, user: &str, key: &str, id: &str, status: &str) {
+    let cache = RedisCache::new(redis, Duration::from_secs(1), Duration::from_secs(30)).unwrap();
+    let scoped = IdempotencyKey::parse(key).unwrap().scoped(user);
+    for _ in 0..200 {
+        let r = cache.reservation(id).await;
+        if r.is_some_and(|r| r.status.as_str() == status) && cache.answer(&scoped).await.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id} at {status} and its answer never reached the cache");
+}
+
 async fn status_of(app: &TestApp, user: &str, id: &str) -> String {
     let r = app.get(user, id).await;
     assert_eq!(r.status(), 200);
@@ -217,6 +233,7 @@ async fn a_write_in_one_process_is_served_from_the_cache_in_the_other_and_never_
     let created: Value = created.json().await.unwrap();
     let id = created["reservation_id"].as_str().unwrap().to_owned();
     let held = store.get_reservation(&id).await.unwrap().unwrap();
+    written_through(&redis.url, "fan", &create_key, &id, "HOLD").await;
 
     // Written through by A, read by B without a store request.
     let before = requests.get();
@@ -236,6 +253,7 @@ async fn a_write_in_one_process_is_served_from_the_cache_in_the_other_and_never_
     let confirmed = b.confirm("fan", &id, &confirm_key, "pay_ok_1").await;
     assert_eq!(confirmed.status(), 200);
     let confirmed: Value = confirmed.json().await.unwrap();
+    written_through(&redis.url, "fan", &confirm_key, &id, "CONFIRMED").await;
     let late_fill =
         RedisCache::new(&redis.url, Duration::from_secs(1), Duration::from_secs(30)).unwrap();
     late_fill.put_reservation(&held).await;
@@ -269,10 +287,10 @@ async fn a_cancel_in_one_process_is_written_through_for_the_other() {
         .unwrap()
         .to_owned();
     assert_eq!(status_of(&b, "fan", &id).await, "HOLD");
-    let cancelled = b
-        .cancel("fan", &id, &uuid::Uuid::new_v4().to_string())
-        .await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let cancelled = b.cancel("fan", &id, &key).await;
     assert_eq!(cancelled.status(), 200);
+    written_through(&redis.url, "fan", &key, &id, "CANCELLED").await;
     assert_eq!(status_of(&a, "fan", &id).await, "CANCELLED");
     let cached =
         RedisCache::new(&redis.url, Duration::from_secs(1), Duration::from_secs(30)).unwrap();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cache::{api, counted_store, RedisProcess, RequestCounter, SERIAL};
+use crate::cache::{api, counted_store, written_through, RedisProcess, RequestCounter, SERIAL};
 use crate::helpers::*;
 use serde_json::Value;
 
@@ -46,40 +46,44 @@ async fn workload(redis: Option<&str>) -> Tally {
     let t = &mut tally;
     for fan in 0..FANS {
         let user = format!("fan{fan}");
+        // The write-through runs after the answer: the script measures what follows it.
+        let settle = |key: String, id: String, status: &'static str| {
+            let user = user.clone();
+            async move {
+                if let Some(url) = redis {
+                    written_through(url, &user, &key, &id, status).await;
+                }
+            }
+        };
         let key = uuid::Uuid::new_v4().to_string();
         let body = create_body(SMALL_EVENT, 1);
         let held = step(t, &requests, "create", 201, a.create(&user, &key, &body)).await;
-        step(
-            t,
-            &requests,
-            "create retry",
-            201,
-            b.create(&user, &key, &body),
-        )
-        .await;
-        let id = held["reservation_id"].as_str().unwrap();
+        let id = held["reservation_id"].as_str().unwrap().to_owned();
+        settle(key.clone(), id.clone(), "HOLD").await;
+        let retry = b.create(&user, &key, &body);
+        step(t, &requests, "create retry", 201, retry).await;
         for _ in 0..3 {
-            step(t, &requests, "get", 200, b.get(&user, id)).await;
+            step(t, &requests, "get", 200, b.get(&user, &id)).await;
         }
         let key = uuid::Uuid::new_v4().to_string();
-        if fan % 4 == 3 {
-            step(t, &requests, "cancel", 200, b.cancel(&user, id, &key)).await;
-            step(t, &requests, "cancel retry", 200, a.cancel(&user, id, &key)).await;
+        let (name, status) = if fan % 4 == 3 {
+            step(t, &requests, "cancel", 200, b.cancel(&user, &id, &key)).await;
+            ("cancel retry", "CANCELLED")
         } else {
             let pay = format!("pay_wl_{fan}");
-            step(
-                t,
-                &requests,
-                "confirm",
-                200,
-                b.confirm(&user, id, &key, &pay),
-            )
-            .await;
-            let retry = a.confirm(&user, id, &key, &pay);
-            step(t, &requests, "confirm retry", 200, retry).await;
+            let confirm = b.confirm(&user, &id, &key, &pay);
+            step(t, &requests, "confirm", 200, confirm).await;
+            ("confirm retry", "CONFIRMED")
+        };
+        settle(key.clone(), id.clone(), status).await;
+        if status == "CANCELLED" {
+            step(t, &requests, name, 200, a.cancel(&user, &id, &key)).await;
+        } else {
+            let pay = format!("pay_wl_{fan}");
+            step(t, &requests, name, 200, a.confirm(&user, &id, &key, &pay)).await;
         }
         for _ in 0..2 {
-            step(t, &requests, "get", 200, a.get(&user, id)).await;
+            step(t, &requests, "get", 200, a.get(&user, &id)).await;
         }
     }
     drop(store);
