@@ -61,3 +61,23 @@ impl CacheSettings {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_by_default_and_a_url_must_be_redis() {
+        let mut c = CacheSettings::default();
+        assert!(c.redis_url.is_none());
+        let mut out = Vec::new();
+        c.problems(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        c.redis_url = Some("http://admin:hunter2@cache:6379".into());
+        c.timeout = Duration::ZERO;
+        c.problems(&mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out.iter().all(|p| !p.contains("hunter2")), "{out:?}");
+        assert!(c.describe()[0].starts_with("CACHE_REDIS_URL=http://"));
+    }
+}

@@ -374,3 +374,32 @@ async fn a_cache_entry_never_goes_back_to_an_older_version_and_a_marker_is_a_mis
     cache.put_reservation(&v3).await;
     assert_eq!(cache.reservation(&id).await, Some(v3));
 }
+
+#[tokio::test]
+async fn the_sweepers_expiry_is_written_through() {
+    let redis = RedisProcess::start().await;
+    let url = redis.url.clone();
+    let app = spawn_app_with(move |o| {
+        under_load(o);
+        o.config.hold_ttl = Duration::from_secs(1);
+        o.config.cache.redis_url = Some(url.into());
+        o.config.cache.timeout = Duration::from_millis(2000);
+    })
+    .await;
+    let id = app.hold("fan", SMALL_EVENT, 1).await["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cache =
+        RedisCache::new(&redis.url, Duration::from_secs(1), Duration::from_secs(30)).unwrap();
+    for _ in 0..200 {
+        if let Some(r) = cache.reservation(&id).await {
+            if r.status.as_str() == "EXPIRED" {
+                assert_eq!(Some(r), app.store.get_reservation(&id).await.unwrap());
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the expiry of {id} never reached the cache");
+}
