@@ -79,14 +79,7 @@ impl Dependencies {
             )?)),
             _ => None,
         };
-        let cache = match &config.cache.redis_url {
-            Some(url) => Some(Arc::new(RedisCache::new(
-                url.expose_secret(),
-                config.cache.timeout,
-                config.cache.ttl,
-            )?)),
-            None => None,
-        };
+        let cache = RedisCache::configured(&config.cache)?.map(Arc::new);
         let authenticator = build_authenticator(config)?;
         // The store first: a failure there leaves no bundled server running.
         let store = build_store(config).await?;

@@ -104,6 +104,16 @@ impl RedisCache {
         })
     }
 
+    /// The cache `CACHE_REDIS_URL` names, if any.
+    pub fn configured(settings: &crate::config::CacheSettings) -> Result<Option<Self>, String> {
+        use secrecy::ExposeSecret;
+        settings
+            .redis_url
+            .as_ref()
+            .map(|url| Self::new(url.expose_secret(), settings.timeout, settings.ttl))
+            .transpose()
+    }
+
     /// The cached reservation `id`; `None` on a miss, a pending marker, or any failure.
     pub async fn reservation(&self, id: &str) -> Option<Reservation> {
         let got = self.get("get_reservation", &reservation_key(id)).await?;
