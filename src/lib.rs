@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;

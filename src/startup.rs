@@ -14,6 +14,7 @@ use crate::auth::jwks::{JwksKeys, JwksSettings};
 use crate::auth::jwt::Hs256Verifier;
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::{dev_key, Authenticator, TokenVerifier};
+use crate::cache::{CachedStore, RedisCache};
 use crate::config::{AdmissionMode, Config, Profile, StoreKind};
 use crate::grpc::endpoint_uri;
 use crate::grpc::health::PeerHealth;
@@ -52,6 +53,9 @@ pub struct Dependencies {
     pub jwks: Option<Arc<JwksKeys>>,
     /// The waiting room's admission check, when `ADMISSION_MODE=redis`.
     pub admission: Option<Arc<Admission>>,
+    /// The read-through cache, when `CACHE_REDIS_URL` is set; the store is wrapped to write
+    /// through to it when the application is built.
+    pub cache: Option<Arc<RedisCache>>,
     pub sink: Arc<dyn EventSink>,
     /// Where the inventory and payment clients point (`http://host:port`).
     pub inventory_endpoint: String,
@@ -75,6 +79,7 @@ impl Dependencies {
             )?)),
             _ => None,
         };
+        let cache = RedisCache::configured(&config.cache)?.map(Arc::new);
         let authenticator = build_authenticator(config)?;
         // The store first: a failure there leaves no bundled server running.
         let store = build_store(config).await?;
@@ -118,6 +123,7 @@ impl Dependencies {
             jwks: authenticator.jwks(),
             verifier: Arc::new(authenticator),
             admission,
+            cache,
             sink: build_sink(config).await,
             local_servers,
             peers,
@@ -304,13 +310,15 @@ impl Application {
             idempotency_ttl: chrono_duration(config.idempotency_ttl),
             idempotency_lease: chrono_duration(config.idempotency_lease),
         };
-        let service = Arc::new(ReservationService::new(
-            deps.store.clone(),
-            deps.inventory,
-            deps.payments,
-            settings,
-            wake.clone(),
-        ));
+        // Every writer (the service, the sweeper) goes through the one cached store.
+        let store: Arc<dyn Store> = match &deps.cache {
+            Some(cache) => Arc::new(CachedStore::new(deps.store.clone(), cache.clone())),
+            None => deps.store.clone(),
+        };
+        let service = Arc::new(
+            ReservationService::new(store, deps.inventory, deps.payments, settings, wake.clone())
+                .with_cache(deps.cache),
+        );
         let retention = RetentionSweeper::new(
             deps.store.clone(),
             config.retention.sweep_interval,

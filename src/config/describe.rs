@@ -82,6 +82,7 @@ impl Config {
             ),
             format!("EXPIRY_SWEEP_BATCH={}", self.expiry_batch),
         ];
+        lines.extend(self.cache.describe());
         let o = &self.outbox;
         lines.extend([
             format!("OUTBOX_POLL_INTERVAL_MS={}", o.poll_interval.as_millis()),

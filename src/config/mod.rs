@@ -7,6 +7,7 @@
 //! `SecretString`s, so `Debug` and logs never show them.
 
 mod auth;
+mod cache;
 mod describe;
 mod env;
 mod grpc;
@@ -29,6 +30,7 @@ pub use auth::{
     check_issuer_url, parse_algorithms, redact_url, AdmissionSettings, IssuerSettings,
     RateLimitSettings,
 };
+pub use cache::CacheSettings;
 pub use grpc::GrpcClientSettings;
 pub use http::HttpSettings;
 pub use kinds::{AdmissionMode, Profile, StoreKind};
@@ -51,6 +53,7 @@ pub struct Config {
     pub jwt_issuer_uri: Option<String>,
     pub issuer: IssuerSettings,
     pub admission: AdmissionSettings,
+    pub cache: CacheSettings,
     pub rate_limits: RateLimitSettings,
     pub data_dir: PathBuf,
     pub catalog_file: Option<PathBuf>,
@@ -112,6 +115,8 @@ struct Vars {
     redis_url: Option<SecretString>,
     #[arg(id = "REDIS_TIMEOUT_MS", env = "REDIS_TIMEOUT_MS", default_value = "250", value_parser = millis)]
     redis_timeout: Duration,
+    #[command(flatten)]
+    cache: CacheSettings,
     #[arg(id = "RATE_LIMIT_USER_RPS", env = "RATE_LIMIT_USER_RPS", value_parser = trimmed::<u32>)]
     user_rps: Option<u32>,
     #[arg(id = "RATE_LIMIT_USER_BURST", env = "RATE_LIMIT_USER_BURST", value_parser = trimmed::<u32>)]
@@ -213,6 +218,7 @@ impl Vars {
                 redis_url: self.redis_url,
                 timeout: self.redis_timeout,
             },
+            cache: self.cache,
             rate_limits: RateLimitSettings {
                 user_rps: self.user_rps.unwrap_or(user_rps),
                 user_burst: self.user_burst.unwrap_or(user_burst),

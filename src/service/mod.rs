@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 pub use error::ServiceError;
 
+use crate::cache::RedisCache;
 use crate::domain::{
     ids, CreateInput, EventType, Order, OutboxEvent, Reservation, ReservationStatus,
 };
@@ -80,6 +81,8 @@ pub struct ReservationService {
     settings: ServiceSettings,
     /// Wakes the outbox relay after every write that adds an event.
     outbox_wake: Arc<Notify>,
+    /// The read-through cache of `get` (`CACHE_REDIS_URL`); the store writes through to it.
+    cache: Option<Arc<RedisCache>>,
 }
 
 impl ReservationService {
@@ -96,7 +99,15 @@ impl ReservationService {
             payments,
             settings,
             outbox_wake,
+            cache: None,
         }
+    }
+
+    /// `get` reads `cache` first. The store must write through to the same cache
+    /// ([`crate::cache::CachedStore`]), or a hit may be stale.
+    pub fn with_cache(mut self, cache: Option<Arc<RedisCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -243,7 +254,7 @@ impl ReservationService {
     #[tracing::instrument(name = "ReservationService.get", skip_all, fields(otel.kind = "internal"))]
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ReservationView, ServiceError> {
         let _timer = MethodTimer::start("get");
-        let r = self.load(id).await?;
+        let r = self.load_cached(id).await?;
         r.ensure_owner(&caller.user_id)?;
         Ok(ReservationView::of(&r, r.effective_status(now_ms())))
     }
@@ -253,6 +264,24 @@ impl ReservationService {
     }
 
     // --- helpers -----------------------------------------------------------------------------
+
+    /// For reading only (never before a write): the cached copy, else the store's, which then
+    /// fills the cache in the background (a fill never replaces a newer version).
+    async fn load_cached(&self, id: &str) -> Result<Reservation, ServiceError> {
+        let Some(cache) = &self.cache else {
+            return self.load(id).await;
+        };
+        if !ids::is_reservation_id(id) {
+            return Err(ServiceError::NotFound);
+        }
+        if let Some(r) = cache.reservation(id).await {
+            return Ok(r);
+        }
+        let r = self.load(id).await?;
+        let (cache, fill) = (cache.clone(), r.clone());
+        tokio::spawn(async move { cache.put_reservation(&fill).await });
+        Ok(r)
+    }
 
     async fn load(&self, id: &str) -> Result<Reservation, ServiceError> {
         if !ids::is_reservation_id(id) {

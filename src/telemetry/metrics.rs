@@ -100,6 +100,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Store requests made by the outbox relay, by operation",
     ),
     (
+        "cache_requests_total",
+        Kind::Counter,
+        "Read-through cache calls (CACHE_REDIS_URL), by operation and result",
+    ),
+    (
         "store_items",
         Kind::Gauge,
         "Items held by the embedded store, by kind (after each retention sweep)",
@@ -288,6 +293,13 @@ fn known_series() -> Vec<(Kind, &'static str, Vec<Label>)> {
     }
     out.push((Kind::Gauge, "outbox_pending_events", vec![]));
     out.push((Kind::Gauge, "outbox_round_size", vec![]));
+    for (op, result) in crate::cache::series() {
+        out.push((
+            Kind::Counter,
+            "cache_requests_total",
+            vec![Label::new("op", op), Label::new("result", result)],
+        ));
+    }
     for kind in ["reservations", "orders", "idempotency", "outbox"] {
         out.push((Kind::Gauge, "store_items", vec![Label::new("kind", kind)]));
     }

@@ -8,6 +8,8 @@ mod peers;
 
 mod admission;
 mod ambiguous;
+mod cache;
+mod cache_workload;
 mod edges;
 mod errors;
 mod expiry;
