@@ -172,4 +172,23 @@ impl Views {
         }
         Some(chosen)
     }
+
+    /// `f` of the event's catalogue entry and rows as pictured now (the snapshot), under the lock.
+    pub fn read<R>(&self, event: &str, f: impl FnOnce(&EventMeta, &[Taken]) -> R) -> Option<R> {
+        self.lock().get(event).map(|v| f(&v.meta, &v.rows))
+    }
+
+    /// A catalogue entry read again: kept with the picture when its rows are the same (true);
+    /// false when there is no picture or the rows changed (a seed added some): load it whole.
+    pub fn renew_meta(&self, event: &str, meta: Arc<EventMeta>) -> bool {
+        let mut events = self.lock();
+        match events.get_mut(event) {
+            Some(v) if v.meta.rows == meta.rows => {
+                v.meta = meta;
+                v.meta_read = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
 }
