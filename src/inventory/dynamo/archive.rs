@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::client::{sdk_error, SeatsClient};
 use super::layout::*;
-use super::snapshot::{change_key, SLOTS};
+use super::notes::{change_key, SLOTS};
 use crate::schedule::Backoff;
 
 /// BatchWriteItem takes at most 25 requests.

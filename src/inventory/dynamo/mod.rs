@@ -7,6 +7,7 @@ pub mod archive;
 mod client;
 mod hold;
 pub mod layout;
+mod notes;
 mod reads;
 mod sale;
 pub mod seed;
@@ -23,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use self::client::SeatsClient;
 use self::layout::*;
-use self::snapshot::Snapshots;
+use self::notes::Snapshots;
 use self::view::{EventView, Views};
 use super::engine::{HoldResult, HoldState};
 use super::seats::{EventCounts, SeatEngine};
