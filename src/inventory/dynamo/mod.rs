@@ -219,6 +219,7 @@ impl SeatEngine for DynamoSeats {
         now: DateTime<Utc>,
     ) -> Result<HoldResult, InventoryError> {
         self.snapshots.watch(&req.event_id);
+        let _reserving = self.snapshots.reserving(&req.reservation_id);
         let meta = self.meta(&req.event_id).await?;
         let Some(meta) = meta else {
             return Ok(invalid(

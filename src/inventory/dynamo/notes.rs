@@ -28,6 +28,11 @@ pub const LOG_LEN: i64 = 4;
 pub(super) const MAX_NOTE_ROWS: usize = 100;
 pub(super) const ALL: &str = "*";
 
+/// The attribute of note `seq` in its slot item.
+pub fn note_attr(seq: i64) -> String {
+    format!("n{seq}")
+}
+
 pub fn change_key(event: &str, slot: usize) -> String {
     format!("EVT#{event}#CHG#{slot}")
 }
@@ -68,6 +73,9 @@ impl Watch {
 pub struct Snapshots {
     pub(super) slot: usize,
     events: Mutex<HashMap<String, Watch>>,
+    /// Reservations this process is holding seats for right now (their picks are marked before
+    /// their write, and a re-read must keep them).
+    reserving: Mutex<HashMap<String, usize>>,
 }
 
 impl Default for Snapshots {
@@ -75,6 +83,29 @@ impl Default for Snapshots {
         Self {
             slot: rand::random_range(0..SLOTS),
             events: Mutex::new(HashMap::new()),
+            reserving: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A hold in flight in this process, until dropped.
+pub(super) struct Reserving<'a> {
+    snapshots: &'a Snapshots,
+    rsv: String,
+}
+
+impl Drop for Reserving<'_> {
+    fn drop(&mut self) {
+        let mut r = self
+            .snapshots
+            .reserving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = r.get_mut(&self.rsv) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.rsv);
+            }
         }
     }
 }
@@ -99,6 +130,21 @@ fn parse_note(v: &AttributeValue) -> Note {
 impl Snapshots {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watch>> {
         self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A hold of `rsv` starts; the guard ends it.
+    pub(super) fn reserving<'a>(&'a self, rsv: &str) -> Reserving<'a> {
+        let mut r = self.reserving.lock().unwrap_or_else(|e| e.into_inner());
+        *r.entry(rsv.to_owned()).or_default() += 1;
+        Reserving {
+            snapshots: self,
+            rsv: rsv.to_owned(),
+        }
+    }
+
+    pub(super) fn is_reserving(&self, rsv: &str) -> bool {
+        let r = self.reserving.lock().unwrap_or_else(|e| e.into_inner());
+        r.contains_key(rsv)
     }
 
     /// The event is in use: keep its snapshot fresh.
@@ -142,7 +188,6 @@ impl Snapshots {
             return;
         };
         for (slot, seq, item) in notes {
-            let log = item.get("log").and_then(|l| l.as_m().ok());
             let from = match w.seen[slot] {
                 Some(seen) if seen == seq => continue,
                 // First sight: the notes still logged may postdate this process's first read.
@@ -156,7 +201,7 @@ impl Snapshots {
                 if all {
                     break;
                 }
-                match log.and_then(|l| l.get(&s.to_string())).map(parse_note) {
+                match item.get(&note_attr(s)).map(parse_note) {
                     Some(Note::Rows(r)) => w.queue.extend(r.into_iter().filter(|&i| i < rows)),
                     Some(Note::All) => all = true,
                     None if w.seen[slot].is_some() => all = true,
@@ -256,20 +301,15 @@ mod tests {
     use super::*;
 
     fn note_item(seq: i64, notes: &[(i64, Option<&[usize]>)]) -> Item {
-        let log = notes
-            .iter()
-            .map(|(seq, rows)| {
-                let v = match rows {
-                    Some(r) => AttributeValue::L(r.iter().map(n).collect()),
-                    None => s(ALL),
-                };
-                (seq.to_string(), v)
-            })
-            .collect();
-        Item::from([
-            ("seq".into(), n(seq)),
-            ("log".into(), AttributeValue::M(log)),
-        ])
+        let mut item = Item::from([("seq".into(), n(seq))]);
+        for (at, rows) in notes {
+            let v = match rows {
+                Some(r) => AttributeValue::L(r.iter().map(n).collect()),
+                None => s(ALL),
+            };
+            item.insert(note_attr(*at), v);
+        }
+        item
     }
 
     fn queued(snap: &Snapshots) -> Vec<usize> {

@@ -5,7 +5,7 @@
 //! - This process's own holds, commits and releases change the picture at once (the hold path
 //!   marks it) and are announced to the others at most once a second as a *change note*: the row
 //!   indices written, appended to one of [`SLOTS`] small items `EVT#{event}#CHG#{slot}` (`seq`,
-//!   and `log`: the last [`LOG_LEN`] notes by seq). One write per process and event per second at
+//!   and `n{seq}`: the last [`LOG_LEN`] notes). One write per process and event per second at
 //!   most, whatever the hold rate — never a counter written by every hold.
 //! - Every second each process reads the [`SLOTS`] note items (the cheap version check) and
 //!   re-reads only the rows named by notes it has not seen, at most
@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::client::{sdk_error, unavailable};
 use super::layout::*;
-use super::notes::{change_key, ALL, LOG_LEN, MAX_NOTE_ROWS, SLOTS};
+use super::notes::{change_key, note_attr, ALL, LOG_LEN, MAX_NOTE_ROWS, SLOTS};
 use super::DynamoSeats;
 use crate::inventory::{InventoryError, Seat};
 
@@ -123,11 +123,12 @@ impl DynamoSeats {
         }
         let started = Instant::now();
         let rows = self.read_rows(event, meta, Some(&batch)).await?;
-        self.views.refresh_rows(event, rows);
+        let keep = |h: &str| self.snapshots.is_reserving(h);
+        self.views.refresh_rows_keeping(event, rows, keep);
         let again = self.snapshots.written_since(event, &batch, started);
         if !again.is_empty() {
             let rows = self.read_rows(event, meta, Some(&again)).await?;
-            self.views.refresh_rows(event, rows);
+            self.views.refresh_rows_keeping(event, rows, keep);
         }
         Ok(())
     }
@@ -170,22 +171,17 @@ impl DynamoSeats {
             .table_name(&self.db.table)
             .key("pk", s(change_key(event, self.snapshots.slot)))
             .expression_attribute_values(":next", n(next));
+        let u = u
+            .expression_attribute_names("#n", note_attr(next))
+            .expression_attribute_values(":note", note);
         let u = match prev {
             None => u
-                .update_expression("SET seq = :next, #log = :log")
-                .condition_expression("attribute_not_exists(pk)")
-                .expression_attribute_names("#log", "log")
-                .expression_attribute_values(
-                    ":log",
-                    AttributeValue::M([(next.to_string(), note)].into()),
-                ),
+                .update_expression("SET seq = :next, #n = :note")
+                .condition_expression("attribute_not_exists(pk)"),
             Some(p) => u
-                .update_expression("SET seq = :next, #log.#n = :note REMOVE #log.#o")
+                .update_expression("SET seq = :next, #n = :note REMOVE #o")
                 .condition_expression("seq = :prev")
-                .expression_attribute_names("#log", "log")
-                .expression_attribute_names("#n", next.to_string())
-                .expression_attribute_names("#o", (next - LOG_LEN).to_string())
-                .expression_attribute_values(":note", note)
+                .expression_attribute_names("#o", note_attr(next - LOG_LEN))
                 .expression_attribute_values(":prev", n(p)),
         };
         let _permit = self

@@ -191,4 +191,27 @@ impl Views {
             _ => false,
         }
     }
+
+    /// Replace rows re-read by the snapshot's refresh, keeping the marks of holds this process
+    /// still has in flight (`in_flight(holder)`): the read may predate their write.
+    pub fn refresh_rows_keeping(
+        &self,
+        event: &str,
+        rows: Vec<(usize, Taken)>,
+        in_flight: impl Fn(&str) -> bool,
+    ) {
+        if let Some(v) = self.lock().get_mut(event) {
+            v.sold_out = None;
+            for (i, mut t) in rows {
+                if let Some(r) = v.rows.get_mut(i) {
+                    for (k, (h, until)) in r.iter() {
+                        if !t.contains_key(k) && in_flight(h) {
+                            t.insert(*k, (h.clone(), *until));
+                        }
+                    }
+                    *r = t;
+                }
+            }
+        }
+    }
 }
