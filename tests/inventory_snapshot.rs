@@ -31,6 +31,13 @@ impl RequestCounter {
     fn take(&self) -> usize {
         self.0.swap(0, Ordering::SeqCst)
     }
+
+    /// The requests of a refresh: `n`, or `n + 1` when the event item (read again every 10 s)
+    /// came due on a slow machine.
+    fn assert_refresh(&self, n: usize, what: &str) {
+        let got = self.take();
+        assert!(got == n || got == n + 1, "{what}: {got} requests");
+    }
 }
 
 impl Intercept for RequestCounter {
@@ -173,7 +180,7 @@ async fn seat_map_pages_and_their_etag_read_nothing_and_the_refresh_reads_a_few_
 
     // The refresh with nobody writing: one BatchGetItem of the change notes.
     e.refresh_watched().await;
-    assert_eq!(reads.take(), 1, "a quiet refresh is one small read");
+    reads.assert_refresh(1, "a quiet refresh is one small read");
     // Its own hold: the map shows it at once; the refresh announces it with one write.
     let r = e.reserve(&hold("r1", &["R3-4"]), Utc::now()).await.unwrap();
     assert!(matches!(r.outcome, HoldOutcome::Held { .. }));
@@ -181,13 +188,9 @@ async fn seat_map_pages_and_their_etag_read_nothing_and_the_refresh_reads_a_few_
     assert_eq!(status(&e, "R3-4").await, SeatMapStatus::Held);
     assert_eq!(reads.take(), 0);
     e.refresh_watched().await;
-    assert_eq!(
-        reads.take(),
-        2,
-        "the notes read, and this process's note written"
-    );
+    reads.assert_refresh(2, "the notes read, and this process's note written");
     e.refresh_watched().await;
-    assert_eq!(reads.take(), 1, "its own note is not read back as rows");
+    reads.assert_refresh(1, "its own note is not read back as rows");
 }
 
 #[tokio::test]
@@ -209,11 +212,7 @@ async fn a_hold_by_another_process_shows_after_one_refresh_of_each() {
     b.refresh_watched().await;
     a_reads.take();
     a.refresh_watched().await;
-    assert_eq!(
-        a_reads.take(),
-        2,
-        "the notes and one BatchGetItem of the changed row"
-    );
+    a_reads.assert_refresh(2, "the notes and one BatchGetItem of the changed row");
     assert_eq!(status(&a, "R2-5").await, SeatMapStatus::Held);
     assert_eq!(status(&a, "R2-6").await, SeatMapStatus::Held);
     assert_eq!(status(&a, "R2-7").await, SeatMapStatus::Available);

@@ -243,7 +243,11 @@ async fn seat_maps_and_etag_matches_cost_no_dynamodb_read() {
     )
     .await
     .unwrap();
-    let app = spawn_app_with(|o| o.config.inventory_grpc_address = Some(server.endpoint())).await;
+    let app = spawn_app_with(|o| {
+        under_load(o);
+        o.config.inventory_grpc_address = Some(server.endpoint());
+    })
+    .await;
 
     let (_, etag) = app.seat_map_ok(SMALL_EVENT).await;
     assert!(
@@ -259,9 +263,11 @@ async fn seat_maps_and_etag_matches_cost_no_dynamodb_read() {
         assert_eq!(app.seat_map_ok(SMALL_EVENT).await.1, etag);
     }
     assert_eq!(reads.take(), 0, "100 seat maps read nothing");
-    // What keeps them fresh: one refresh a second, one BatchGetItem of the change notes.
+    // What keeps them fresh: one refresh a second, one BatchGetItem of the change notes (and the
+    // event item's GetItem once it is 10 s old: a loaded machine may get there).
     engine.refresh_watched().await;
-    assert_eq!(reads.take(), 1);
+    let refresh = reads.take();
+    assert!((1..=2).contains(&refresh), "{refresh}");
     // A hold through the API shows at once, and its ETag changes.
     let seat = app.seat_map_ok(SMALL_EVENT).await.0["sections"][0]["seats"][0]["id"]
         .as_str()

@@ -67,7 +67,9 @@ impl DynamoSeats {
         f: impl FnOnce(&EventMeta, &[Taken]) -> R,
     ) -> Result<Option<R>, InventoryError> {
         self.snapshots.watch(event);
-        if self.meta(event).await?.is_none() {
+        // A picture there is used as it is: the refresh reads the event item again, not the call.
+        let pictured = self.views.rows_read(event).is_some();
+        if !pictured && self.meta(event).await?.is_none() {
             return Ok(None);
         }
         // Dropped meanwhile (unreachable while watched): not "no such event".
