@@ -246,7 +246,9 @@ pub async fn build_seat_engine(
                 let r = seed::seed(&client, &d.tables.seats, catalog).await?;
                 tracing::info!(events = r.events, seats = r.seats, "seeded the seats table");
             }
-            Ok(Arc::new(DynamoSeats::new(client, d.tables.seats.clone())))
+            let seats = Arc::new(DynamoSeats::new(client, d.tables.seats.clone()));
+            seats.spawn_refresh();
+            Ok(seats)
         }
     }
 }

@@ -90,6 +90,20 @@ pub enum InventoryAction {
         #[arg(long)]
         catalog: PathBuf,
     },
+    /// Archive a finished event: print its summary (sold seats per row, the sales) as JSON and,
+    /// with `--yes`, delete its rows and holds from the seats table. Refused while a hold of the
+    /// event is live; without `--yes` nothing is deleted.
+    Archive {
+        /// The event.
+        #[arg(long)]
+        event: String,
+        /// The event is over: delete its items.
+        #[arg(long)]
+        yes: bool,
+        /// Write the summary to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +134,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             action: Some(InventoryAction::Seed { catalog }),
             ..
         } => tools::seed(&catalog).await,
+        Command::Inventory {
+            action: Some(InventoryAction::Archive { event, yes, out }),
+            ..
+        } => tools::archive(&event, yes, out.as_deref()).await,
         Command::Inventory {
             action: None,
             listen,

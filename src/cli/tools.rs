@@ -1,4 +1,5 @@
-//! The one-shot operator commands: `token`, `tables create`, `inventory seed`, `probe`.
+//! The one-shot operator commands: `token`, `tables create`, `inventory seed`, `inventory archive`,
+//! `probe`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use crate::auth::{dev_key, jwt};
 use crate::config::{Config, GrpcClientSettings, Profile};
 use crate::grpc::health::PeerHealth;
 use crate::inventory::catalog::Catalog;
-use crate::inventory::dynamo::seed;
+use crate::inventory::dynamo::{archive, seed};
 use crate::startup::dynamodb_client;
 use crate::store::dynamo;
 
@@ -70,6 +71,34 @@ pub async fn seed(catalog: &Path) -> Result<(), CliError> {
         "seeded\t{}\tevents={} rows={} seats={}",
         d.tables.seats, r.events, r.rows, r.seats
     );
+    Ok(())
+}
+
+/// `inventory archive`: a finished event's summary as JSON (stdout or `out`); with `yes`, its
+/// items deleted from the seats table.
+pub async fn archive(event: &str, yes: bool, out: Option<&Path>) -> Result<(), CliError> {
+    let config = Config::from_env()?;
+    let client = dynamodb_client(&config).await;
+    let table = &config.dynamodb.tables.seats;
+    let failed = |e: archive::ArchiveError| CliError::Startup(e.to_string());
+    let summary = archive::summarise(&client, table, event, chrono::Utc::now())
+        .await
+        .map_err(failed)?;
+    let json =
+        serde_json::to_string_pretty(&summary).map_err(|e| CliError::Startup(e.to_string()))?;
+    // Written before anything is deleted: the rows are the only record of the sold seats.
+    match out {
+        Some(p) => std::fs::write(p, json + "\n")?,
+        None => println!("{json}"),
+    }
+    if !yes {
+        eprintln!("dry run: nothing deleted (pass --yes once the event is over)");
+        return Ok(());
+    }
+    let n = archive::delete(&client, table, &summary)
+        .await
+        .map_err(failed)?;
+    eprintln!("archived {event}: {n} items deleted from {table}");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The bundled inventory's metrics: `inventory_holds_total{result}`,
 //! `inventory_operation_duration_seconds{op}` and `inventory_available_seats{event}` (set whenever
-//! an event's counts are computed, and by [`sample_available`] on a timer).
+//! an event's counts are computed, and by [`sample_available`] on a timer). On DynamoDB the counts
+//! come from the engine's seat snapshot, so the sampling reads nothing of its own.
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};

@@ -175,3 +175,105 @@ async fn the_seat_map_follows_the_bundled_inventory_on_dynamodb() {
     .await;
     the_map_follows_holds_sales_releases_and_expiry(app).await;
 }
+
+/// Counts every request attempt of the DynamoDB client it is installed on.
+#[derive(Clone, Debug, Default)]
+struct RequestCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl RequestCounter {
+    fn take(&self) -> usize {
+        self.0.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The inventory on DynamoDB behind the API, its client counting requests: a seat map answered
+/// from the inventory's snapshot reads nothing, whether the `ETag` matches (304) or not (200); the
+/// snapshot's refresh is one small read.
+#[tokio::test]
+#[ignore = "needs moto: run ./run_local.sh test"]
+async fn seat_maps_and_etag_matches_cost_no_dynamodb_read() {
+    use reservation_api::grpc::inventory_server::InventoryGrpc;
+    use reservation_api::grpc::local::{inventory_routes, LocalServer};
+    use reservation_api::inventory::catalog::Catalog;
+    use reservation_api::inventory::dynamo::{seed, DynamoSeats};
+
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is unset: start moto (./run_local.sh test)");
+    let sdk = reservation_api::aws::sdk_config(
+        Some(&endpoint),
+        "us-east-1",
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    let plain = aws_sdk_dynamodb::Client::new(&sdk);
+    let tables = TableNames::prefixed(&format!("e{}-", uuid::Uuid::new_v4().simple()));
+    reservation_api::store::dynamo::tables::create_missing(&plain, &tables)
+        .await
+        .expect("tables");
+    seed::seed(&plain, &tables.seats, &Catalog::bundled())
+        .await
+        .expect("seed");
+    let reads = RequestCounter::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(reads.clone())
+            .build(),
+    );
+    let engine = std::sync::Arc::new(DynamoSeats::new(counted, tables.seats.clone()));
+    let server = LocalServer::spawn(
+        "inventory",
+        ([127, 0, 0, 1], 0).into(),
+        inventory_routes(InventoryGrpc::new(engine.clone())),
+    )
+    .await
+    .unwrap();
+    let app = spawn_app_with(|o| {
+        under_load(o);
+        o.config.inventory_grpc_address = Some(server.endpoint());
+    })
+    .await;
+
+    let (_, etag) = app.seat_map_ok(SMALL_EVENT).await;
+    assert!(
+        reads.take() >= 2,
+        "the first map loads the event and its rows"
+    );
+    for _ in 0..100 {
+        let r = app.seat_map(SMALL_EVENT, Some(&etag)).await;
+        assert_eq!(r.status(), 304);
+    }
+    assert_eq!(reads.take(), 0, "100 ETag matches read nothing");
+    for _ in 0..100 {
+        assert_eq!(app.seat_map_ok(SMALL_EVENT).await.1, etag);
+    }
+    assert_eq!(reads.take(), 0, "100 seat maps read nothing");
+    // What keeps them fresh: one refresh a second, one BatchGetItem of the change notes (and the
+    // event item's GetItem once it is 10 s old: a loaded machine may get there).
+    engine.refresh_watched().await;
+    let refresh = reads.take();
+    assert!((1..=2).contains(&refresh), "{refresh}");
+    // A hold through the API shows at once, and its ETag changes.
+    let seat = app.seat_map_ok(SMALL_EVENT).await.0["sections"][0]["seats"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hold_seat(&app, &seat).await;
+    assert_eq!(app.seat_map(SMALL_EVENT, Some(&etag)).await.status(), 200);
+    server.shutdown().await;
+}

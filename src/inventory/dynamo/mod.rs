@@ -3,12 +3,15 @@
 //! hold item — so the table, not any process, decides who has a seat. Layout and costs:
 //! [`layout`] and docs/inventory.md.
 
+pub mod archive;
 mod client;
 mod hold;
 pub mod layout;
+mod notes;
 mod reads;
 mod sale;
 pub mod seed;
+mod snapshot;
 mod view;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use chrono::{DateTime, Utc};
 
 use self::client::SeatsClient;
 use self::layout::*;
+use self::notes::Snapshots;
 use self::view::{EventView, Views};
 use super::engine::{HoldResult, HoldState};
 use super::seats::{EventCounts, SeatEngine};
@@ -35,6 +39,8 @@ const ATTEMPTS: usize = 6;
 pub struct DynamoSeats {
     db: SeatsClient,
     views: Views,
+    /// Which events to keep fresh, and this process's changes to announce (see [`snapshot`]).
+    snapshots: Snapshots,
     /// One load of an event's rows at a time: a burst that finds no picture reads the table once,
     /// not once per request. Only the reads wait on it.
     loading: tokio::sync::Mutex<()>,
@@ -72,6 +78,7 @@ impl DynamoSeats {
         Self {
             db: SeatsClient::new(client, table),
             views: Views::default(),
+            snapshots: Snapshots::default(),
             loading: tokio::sync::Mutex::new(()),
         }
     }
@@ -94,6 +101,10 @@ impl DynamoSeats {
             return Ok(None);
         };
         let meta = Arc::new(EventMeta::from_item(&item)?);
+        // The rows are kept fresh by the snapshot's refresh, not read again with the entry.
+        if self.views.renew_meta(event, meta.clone()) {
+            return Ok(Some(meta));
+        }
         let rows = self.read_rows(event, &meta, None).await?;
         let now = Instant::now();
         self.views.put(
@@ -207,6 +218,8 @@ impl SeatEngine for DynamoSeats {
         req: &HoldRequest,
         now: DateTime<Utc>,
     ) -> Result<HoldResult, InventoryError> {
+        self.snapshots.watch(&req.event_id);
+        let _reserving = self.snapshots.reserving(&req.reservation_id);
         let meta = self.meta(&req.event_id).await?;
         let Some(meta) = meta else {
             return Ok(invalid(
@@ -235,11 +248,15 @@ impl SeatEngine for DynamoSeats {
                 },
             );
         }
-        if req.seat_ids.is_empty() {
-            self.reserve_best(&meta, req, now).await
+        let held = if req.seat_ids.is_empty() {
+            self.reserve_best(&meta, req, now).await?
         } else {
-            self.reserve_named(&meta, req, now).await
+            self.reserve_named(&meta, req, now).await?
+        };
+        if let HoldOutcome::Held { seats, .. } = &held.outcome {
+            self.changed(&req.event_id, seats);
         }
+        Ok(held)
     }
 
     async fn commit(
@@ -247,7 +264,12 @@ impl SeatEngine for DynamoSeats {
         req: &CommitRequest,
         now: DateTime<Utc>,
     ) -> Result<(CommitOutcome, Vec<Seat>), InventoryError> {
-        self.commit_hold(req, now).await
+        self.snapshots.watch(&req.event_id);
+        let out = self.commit_hold(req, now).await?;
+        if let CommitOutcome::Committed { .. } = out.0 {
+            self.changed(&req.event_id, &out.1);
+        }
+        Ok(out)
     }
 
     async fn release(
@@ -255,7 +277,12 @@ impl SeatEngine for DynamoSeats {
         req: &ReleaseRequest,
         now: DateTime<Utc>,
     ) -> Result<(ReleaseOutcome, Vec<Seat>, DateTime<Utc>), InventoryError> {
-        self.release_hold(req, now).await
+        self.snapshots.watch(&req.event_id);
+        let out = self.release_hold(req, now).await?;
+        if let ReleaseOutcome::Released = out.0 {
+            self.changed(&req.event_id, &out.1);
+        }
+        Ok(out)
     }
 
     async fn counts(
@@ -263,8 +290,8 @@ impl SeatEngine for DynamoSeats {
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<EventCounts>, InventoryError> {
-        let rows = self.all_rows(event_id).await?;
-        Ok(rows.map(|(meta, rows)| reads::count_seats(&meta, &rows, now)))
+        self.in_snapshot(event_id, |meta, rows| reads::count_seats(meta, rows, now))
+            .await
     }
 
     async fn available(
@@ -273,8 +300,10 @@ impl SeatEngine for DynamoSeats {
         seat_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<Option<(Vec<Seat>, Vec<String>)>, InventoryError> {
-        let rows = self.all_rows(event_id).await?;
-        Ok(rows.map(|(meta, rows)| reads::free_seats(&meta, &rows, seat_ids, now)))
+        self.in_snapshot(event_id, |meta, rows| {
+            reads::free_seats(meta, rows, seat_ids, now)
+        })
+        .await
     }
 
     async fn seat_page(
@@ -284,10 +313,8 @@ impl SeatEngine for DynamoSeats {
         max_seats: usize,
         now: DateTime<Utc>,
     ) -> Result<Option<SeatMap>, InventoryError> {
-        let Some(meta) = self.meta(event_id).await? else {
-            return Ok(None);
-        };
         let page = (first_row, max_seats);
-        Ok(Some(self.read_page(event_id, &meta, page, now).await?))
+        self.in_snapshot(event_id, |meta, rows| reads::page(meta, rows, page, now))
+            .await
     }
 }

@@ -1,72 +1,41 @@
-//! What reads the whole hall or a page of it: `GetInventoryStatus`, `CheckAvailability` and the
-//! seat map. Consistent reads of the rows, never on the hold path.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! What looks at the whole hall or a page of it: `GetInventoryStatus`, `CheckAvailability` and the
+//! seat map, all answered from the process's snapshot of the rows ([`super::snapshot`]).
 
 use chrono::{DateTime, Utc};
 
 use super::layout::*;
-use super::DynamoSeats;
 use crate::inventory::engine::SectionCounts;
 use crate::inventory::hall::{page_rows, section_infos};
 use crate::inventory::seats::EventCounts;
-use crate::inventory::{InventoryError, Seat, SeatMap, SeatMapStatus};
+use crate::inventory::{Seat, SeatMap, SeatMapStatus};
 
-impl DynamoSeats {
-    /// Every row as the table has it now (also refreshing this process's picture).
-    pub(super) async fn all_rows(
-        &self,
-        event: &str,
-    ) -> Result<Option<(Arc<EventMeta>, Vec<Taken>)>, InventoryError> {
-        let Some(meta) = self.meta(event).await? else {
-            return Ok(None);
-        };
-        let read = self.read_rows(event, &meta, None).await?;
-        let mut rows = vec![Taken::new(); meta.rows.len()];
-        for (i, t) in &read {
-            rows[*i] = t.clone();
+/// One seat-map page of an event's snapshot: whole rows from `first_row`, up to `max_seats`.
+pub(super) fn page(
+    meta: &EventMeta,
+    taken: &[Taken],
+    (first_row, max_seats): (usize, usize),
+    now: DateTime<Utc>,
+) -> SeatMap {
+    let mut map = SeatMap {
+        currency: meta.spec.currency.clone(),
+        sections: section_infos(&meta.spec),
+        ..SeatMap::default()
+    };
+    let (rows, next_row) = page_rows(meta.rows.iter().map(|r| r.seats), first_row, max_seats);
+    map.next_row = next_row;
+    let now_us = micros(now);
+    for i in rows {
+        let t = &taken[i];
+        for k in 1..=meta.rows[i].seats {
+            let status = match t.get(&k) {
+                Some((_, SOLD)) => SeatMapStatus::Sold,
+                Some((_, until)) if *until > now_us => SeatMapStatus::Held,
+                _ => SeatMapStatus::Available,
+            };
+            map.seats.push((meta.seat(i, k), status));
         }
-        self.views.refresh_rows(event, read);
-        Ok(Some((meta, rows)))
     }
-
-    /// One seat-map page; only the page's rows are read.
-    pub(super) async fn read_page(
-        &self,
-        event_id: &str,
-        meta: &EventMeta,
-        (first_row, max_seats): (usize, usize),
-        now: DateTime<Utc>,
-    ) -> Result<SeatMap, InventoryError> {
-        let mut map = SeatMap {
-            currency: meta.spec.currency.clone(),
-            sections: section_infos(&meta.spec),
-            ..SeatMap::default()
-        };
-        let (rows, next_row) = page_rows(meta.rows.iter().map(|r| r.seats), first_row, max_seats);
-        map.next_row = next_row;
-        let rows: Vec<usize> = rows.collect();
-        // Only the page's rows are read, consistently: the picture may be stale.
-        let mut taken: HashMap<usize, Taken> = self
-            .read_rows(event_id, meta, Some(&rows))
-            .await?
-            .into_iter()
-            .collect();
-        let now_us = micros(now);
-        for i in rows {
-            let t = taken.remove(&i).unwrap_or_default();
-            for k in 1..=meta.rows[i].seats {
-                let status = match t.get(&k) {
-                    Some((_, SOLD)) => SeatMapStatus::Sold,
-                    Some((_, until)) if *until > now_us => SeatMapStatus::Held,
-                    _ => SeatMapStatus::Available,
-                };
-                map.seats.push((meta.seat(i, k), status));
-            }
-        }
-        Ok(map)
-    }
+    map
 }
 
 /// `GetInventoryStatus` counts of an event whose rows were just read.

@@ -172,4 +172,46 @@ impl Views {
         }
         Some(chosen)
     }
+
+    /// `f` of the event's catalogue entry and rows as pictured now (the snapshot), under the lock.
+    pub fn read<R>(&self, event: &str, f: impl FnOnce(&EventMeta, &[Taken]) -> R) -> Option<R> {
+        self.lock().get(event).map(|v| f(&v.meta, &v.rows))
+    }
+
+    /// A catalogue entry read again: kept with the picture when its rows are the same (true);
+    /// false when there is no picture or the rows changed (a seed added some): load it whole.
+    pub fn renew_meta(&self, event: &str, meta: Arc<EventMeta>) -> bool {
+        let mut events = self.lock();
+        match events.get_mut(event) {
+            Some(v) if v.meta.rows == meta.rows => {
+                v.meta = meta;
+                v.meta_read = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Replace rows re-read by the snapshot's refresh, keeping the marks of holds this process
+    /// still has in flight (`in_flight(holder)`): the read may predate their write.
+    pub fn refresh_rows_keeping(
+        &self,
+        event: &str,
+        rows: Vec<(usize, Taken)>,
+        in_flight: impl Fn(&str) -> bool,
+    ) {
+        if let Some(v) = self.lock().get_mut(event) {
+            v.sold_out = None;
+            for (i, mut t) in rows {
+                if let Some(r) = v.rows.get_mut(i) {
+                    for (k, (h, until)) in r.iter() {
+                        if !t.contains_key(k) && in_flight(h) {
+                            t.insert(*k, (h.clone(), *until));
+                        }
+                    }
+                    *r = t;
+                }
+            }
+        }
+    }
 }
