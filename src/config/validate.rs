@@ -20,6 +20,7 @@ impl Config {
         self.outbox.problems(&mut out);
         self.http.problems(&mut out);
         self.retention.problems(&mut out);
+        self.dynamodb.index_shards.problems(&mut out);
         if self.profile == Profile::Prod {
             self.prod_problems(&mut out);
         }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::errors::sdk_err;
 use super::item::{get_list, get_n, get_s, get_t, list, n, opt_s, s, shard_of, t, Item};
+use super::shards::ShardRounds;
 use crate::domain::{Reservation, ReservationStatus};
 use crate::store::StoreError;
 
@@ -103,17 +104,19 @@ pub fn put_transition(
         .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
-/// The HOLDs due at `now`, soonest first, at most `limit`: one query per shard of
-/// `holds_by_expiry`, in parallel.
+/// HOLDs due at `now`, soonest first, at most `limit`: one query per shard of this round's window
+/// of `holds_by_expiry` (see [`ShardRounds`]), in parallel. A shard that filled its page is read
+/// again next round.
 pub async fn due_holds(
     client: &Client,
     table: &str,
-    shards: u32,
+    rounds: &ShardRounds,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<Reservation>, StoreError> {
-    let per_shard = limit.div_ceil(shards as usize).max(1) as i32;
-    let queries = (0..shards).map(|shard| {
+    let shards = rounds.next_round();
+    let per_shard = limit.div_ceil(shards.len()).max(1) as i32;
+    let queries = shards.iter().map(|shard| {
         client
             .query()
             .table_name(table)
@@ -125,8 +128,16 @@ pub async fn due_holds(
             .send()
     });
     let mut due = Vec::new();
-    for out in futures::future::join_all(queries).await {
-        for item in out.map_err(sdk_err)?.items() {
+    for (out, &shard) in futures::future::join_all(queries)
+        .await
+        .into_iter()
+        .zip(&shards)
+    {
+        let out = out.map_err(sdk_err)?;
+        if out.items().len() >= per_shard as usize {
+            rounds.mark(shard);
+        }
+        for item in out.items() {
             due.push(from_item(item)?);
         }
     }

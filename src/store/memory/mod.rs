@@ -314,6 +314,27 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let s = self.lock();
+        let mut failed: Vec<OutboxEvent> = s
+            .outbox
+            .iter()
+            .filter(|(_, e)| e.status == OutboxStatus::Failed)
+            .map(|(id, e)| e.to_domain(id))
+            .collect();
+        failed.sort_by(|a, b| a.id.cmp(&b.id));
+        failed.truncate(limit);
+        Ok(failed)
+    }
+
+    async fn redrive_event(
+        &self,
+        event: &OutboxEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock().redrive(&event.id, now))
+    }
+
     async fn pending_events(&self) -> Result<usize, StoreError> {
         Ok(self.lock().unsettled.len())
     }
