@@ -25,6 +25,7 @@ mod payment;
 mod races;
 mod rate_limits;
 mod readiness;
+mod redrive;
 mod retention;
 mod seat_map;
 mod timed;
