@@ -21,6 +21,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// The app's use cases (to drive a background task's step by hand).
+    pub service: Arc<reservation_api::service::ReservationService>,
     /// Where the app's inventory and payment clients point (the bundled servers by default).
     pub inventory_endpoint: String,
     pub payment_endpoint: String,
@@ -125,6 +127,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
         .await
         .expect("app builds");
     let port = app.port();
+    let service = app.service();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
@@ -136,6 +139,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut TestOptions)) -> TestApp {
             .build()
             .unwrap(),
         store,
+        service,
         inventory_endpoint,
         payment_endpoint,
         stop: Some(tx),

@@ -8,6 +8,7 @@ mod peers;
 
 mod admission;
 mod ambiguous;
+mod capacity;
 mod edges;
 mod errors;
 mod expiry;
