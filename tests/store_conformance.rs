@@ -157,6 +157,7 @@ conformance!(
     a_users_reservations_page_newest_first_without_gaps_or_repeats,
     reservations_of_one_millisecond_page_by_id,
     redrive_puts_failed_events_back_in_order,
+    a_hold_whose_expiry_failed_is_due_later_then_given_up,
 );
 
 mod cases {
@@ -545,6 +546,47 @@ mod cases {
             events.iter().map(|e| e.event_type).collect::<Vec<_>>(),
             [EventType::HoldCreated, EventType::Cancelled]
         );
+    }
+
+    pub async fn a_hold_whose_expiry_failed_is_due_later_then_given_up(store: Arc<dyn Store>) {
+        let r = reservation(Duration::seconds(-5));
+        create(&*store, &r).await;
+        let due_at = |at: DateTime<Utc>| {
+            let store = store.clone();
+            let id = r.id.clone();
+            async move {
+                let due = store.due_holds(at, 1000).await.unwrap();
+                due.iter().any(|x| x.id == id)
+            }
+        };
+        let now = now_ms();
+        assert!(due_at(now).await);
+        assert!(store
+            .defer_expiry(&r, Some(now + Duration::hours(1)))
+            .await
+            .unwrap());
+        assert!(
+            !due_at(now).await,
+            "a deferred hold is not due before its retry"
+        );
+        assert!(due_at(now + Duration::hours(2)).await);
+        // Given up on: never due again, still HOLD (nothing released), until its retention.
+        assert!(store.defer_expiry(&r, None).await.unwrap());
+        assert!(!due_at(now + Duration::hours(2)).await);
+        let kept = store.get_reservation(&r.id).await.unwrap().unwrap();
+        assert_eq!(kept.status, ReservationStatus::Hold);
+        let mut stale = r.clone();
+        stale.version = 7;
+        assert!(!store.defer_expiry(&stale, Some(now)).await.unwrap());
+        // The memory store removes it after FAILED_RETENTION_SECONDS (DynamoDB by its `ttl`).
+        if store
+            .purge_expired(now + Duration::days(15), 1000)
+            .await
+            .unwrap()
+            > 0
+        {
+            assert!(store.get_reservation(&r.id).await.unwrap().is_none());
+        }
     }
 
     /// Claim `owner`'s next event and settle it FAILED.

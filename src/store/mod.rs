@@ -145,6 +145,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Reservation>, StoreError>;
 
+    /// Move a HOLD the sweeper could not expire out of the sweep's way (see `service::expiry`): due
+    /// again at `Some(retry_at)`, or given up on (`None`): out of the sweep for good, and removed
+    /// `Retention::failed` after its hold's end. Its status stays HOLD (read as EXPIRED past its
+    /// end); nothing is released. False if it is no longer HOLD at `r.version`.
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+
     /// Claim up to `limit` due events for `owner` until `lease_until`. No event is handed to two
     /// claimers at once, and an event waits while an earlier one of its reservation is unsettled.
     async fn claim_events(

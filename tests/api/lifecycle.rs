@@ -223,6 +223,13 @@ impl Store for FlakyStore {
     async fn pending_events(&self) -> Result<usize, StoreError> {
         self.inner.pending_events().await
     }
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        self.inner.defer_expiry(r, at).await
+    }
     async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         self.inner.failed_events(limit).await
     }

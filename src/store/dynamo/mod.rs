@@ -224,6 +224,15 @@ impl Store for DynamoStore {
         reservations::due_holds(&self.client, table, &self.expiry_rounds, now, limit).await
     }
 
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let (table, failed) = (&self.tables.reservations, self.retention.failed);
+        reservations::defer_expiry(&self.client, table, r, retry_at, failed).await
+    }
+
     async fn claim_events(
         &self,
         owner: &str,

@@ -1,7 +1,7 @@
 //! The reservations table: `pk` = reservation_id, `sk` = event_id. A HOLD carries the sparse
 //! `holds_by_expiry` index attributes; every other status drops them.
 
-use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -144,6 +144,45 @@ pub async fn due_holds(
     due.sort_by_key(|r| r.hold_expires_at);
     due.truncate(limit);
     Ok(due)
+}
+
+/// A HOLD the sweeper could not expire: due again at `Some(at)` in `holds_by_expiry`, or (`None`)
+/// out of the index for good, with a `ttl` of `failed` after its hold's end. False if it is no
+/// longer HOLD at its version.
+pub async fn defer_expiry(
+    client: &Client,
+    table: &str,
+    r: &Reservation,
+    retry_at: Option<DateTime<Utc>>,
+    failed: chrono::Duration,
+) -> Result<bool, StoreError> {
+    let u = client
+        .update_item()
+        .table_name(table)
+        .key("pk", s(&r.id))
+        .key("sk", s(&r.event_id))
+        .condition_expression("#status = :hold AND #version = :v AND attribute_exists(expiry_at)")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":hold", s(ReservationStatus::Hold.as_str()))
+        .expression_attribute_values(":v", n(r.version));
+    let u = match retry_at {
+        Some(at) => u
+            .update_expression("SET expiry_at = :at")
+            .expression_attribute_values(":at", t(at)),
+        None => u
+            .update_expression(
+                "SET #ttl = :ttl, expiry_abandoned = :yes REMOVE expiry_shard, expiry_at",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", n((r.hold_expires_at + failed).timestamp() + 1))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true)),
+    };
+    match u.send().await {
+        Ok(_) => Ok(true),
+        Err(e) if super::errors::is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(sdk_err(e)),
+    }
 }
 
 #[cfg(test)]

@@ -195,13 +195,16 @@ impl State {
     }
 
     pub(super) fn purge_reservation(&mut self, id: &str, now: DateTime<Utc>) {
-        let retention = self.retention.reservations;
-        let due = self.reservations.get(id).is_some_and(|r| {
-            r.status != ReservationStatus::Hold && r.updated_at + retention <= now
+        let (retention, failed) = (self.retention.reservations, self.retention.failed);
+        let abandoned = matches!(self.deferred.get(id), Some(None));
+        let due = self.reservations.get(id).is_some_and(|r| match r.status {
+            ReservationStatus::Hold => abandoned && r.hold_expires_at + failed <= now,
+            _ => r.updated_at + retention <= now,
         });
         if !due {
             return;
         }
+        self.deferred.remove(id);
         let Some((key, r)) = self.reservations.remove_entry(id) else {
             return;
         };
