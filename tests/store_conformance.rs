@@ -951,3 +951,31 @@ mod shard_change {
         assert_eq!(found(&new, &e.id, &r.id, 8).await, (true, true));
     }
 }
+
+/// The production layout (64 shards, 8 a round): what this process wrote is found by the very
+/// next round, not after the rotating window comes around.
+mod local_first {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs moto: run ./run_local.sh test"]
+    async fn a_local_event_and_a_local_due_hold_are_found_by_the_next_round() {
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT (moto)");
+        let timeout = std::time::Duration::from_secs(30);
+        let client = dynamo::client(Some(&endpoint), "us-east-1", timeout).await;
+        let tables = TableNames::prefixed(&format!("l{}-", uid()));
+        dynamo::tables::create_missing(&client, &tables)
+            .await
+            .expect("tables");
+        let store = DynamoStore::new(client, tables).with_shards(ShardLayout::default());
+        for _ in 0..5 {
+            let r = reservation(Duration::seconds(-5));
+            let e = event(EventType::HoldCreated, &r);
+            store.create_hold(&r, &e, None).await.unwrap();
+            let due = store.due_holds(now_ms(), 100).await.unwrap();
+            assert!(due.iter().any(|x| x.id == r.id), "the hold was not found");
+            let got = claim(&store, "relay", 100).await;
+            assert!(got.iter().any(|x| x.id == e.id), "the event was not found");
+        }
+    }
+}

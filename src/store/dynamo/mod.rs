@@ -81,7 +81,13 @@ pub struct DynamoStore {
     relay_rounds: ShardRounds,
     /// The window of `holds_by_expiry` each sweep reads.
     expiry_rounds: ShardRounds,
+    /// When this process's holds fall due, and in which shard: the sweep reads those shards first
+    /// once they are due. Bounded; past the bound the rotating window alone finds them.
+    expiry_hints: std::sync::Mutex<std::collections::BTreeSet<(DateTime<Utc>, u32)>>,
 }
+
+/// Hints kept at most (a few minutes of holds at a rush's rate per process).
+const EXPIRY_HINTS: usize = 50_000;
 
 /// A client for `endpoint` (or AWS itself), built once at start-up. Credentials come from the
 /// standard chain.
@@ -113,6 +119,7 @@ impl DynamoStore {
             shards: ShardLayout::default(),
             relay_rounds: ShardRounds::new(&ShardLayout::default()),
             expiry_rounds: ShardRounds::new(&ShardLayout::default()),
+            expiry_hints: Default::default(),
         }
     }
 
@@ -127,6 +134,26 @@ impl DynamoStore {
             relay_rounds: ShardRounds::new(&shards),
             expiry_rounds: ShardRounds::new(&shards),
             ..self
+        }
+    }
+
+    /// The sweep reads the shard of `r` first once it is due.
+    fn hint_expiry(&self, r: &Reservation) {
+        let mut hints = self.expiry_hints.lock().unwrap_or_else(|e| e.into_inner());
+        if hints.len() < EXPIRY_HINTS {
+            hints.insert((r.hold_expires_at, shard_of(&r.id, self.shards.current)));
+        }
+    }
+
+    /// Mark the shards of the hints due at `now` for the next sweep.
+    fn due_hints(&self, now: DateTime<Utc>) {
+        let mut hints = self.expiry_hints.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(at, shard)) = hints.first() {
+            if at > now {
+                break;
+            }
+            hints.pop_first();
+            self.expiry_rounds.mark(shard);
         }
     }
 
@@ -178,6 +205,7 @@ impl Store for DynamoStore {
         let out =
             writes::create_hold(&self.client, &self.tables, shards, r, event, completion).await;
         self.wrote(event);
+        self.hint_expiry(r);
         out
     }
 
@@ -221,6 +249,7 @@ impl Store for DynamoStore {
         limit: usize,
     ) -> Result<Vec<Reservation>, StoreError> {
         let table = &self.tables.reservations;
+        self.due_hints(now);
         reservations::due_holds(&self.client, table, &self.expiry_rounds, now, limit).await
     }
 

@@ -44,8 +44,14 @@ pub async fn claim(
     limit: usize,
 ) -> Result<Vec<OutboxEvent>, StoreError> {
     let limit = limit.clamp(1, MAX_BATCH);
-    let candidates = due_candidates(client, table, rounds, now, limit).await?;
+    let (candidates, shard_of) = due_candidates(client, table, rounds, now, limit).await?;
     let waiting = unsettled_predecessors(client, table, &candidates).await?;
+    // What waits for its predecessor is read again next round (it may be free by then).
+    for id in &waiting {
+        if let Some(&shard) = shard_of.get(id) {
+            rounds.mark(shard);
+        }
+    }
     let chosen: Vec<OutboxEvent> = candidates
         .into_iter()
         .filter(|e| !waiting.contains(&e.id))
@@ -110,20 +116,21 @@ pub async fn pending(client: &Client, table: &str, span: u32) -> Result<usize, S
 }
 
 /// Due events of this round's shards, oldest first (UUIDv7 ids sort by write time), at most one
-/// per reservation (its lowest `seq`: a later one waits for it anyway), at most `limit`. A shard
-/// that filled its page is read again next round.
+/// per reservation (its lowest `seq`: a later one waits for it anyway), at most `limit`, with the
+/// shard each was found in. A shard that filled its page is read again next round.
 async fn due_candidates(
     client: &Client,
     table: &str,
     rounds: &ShardRounds,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<OutboxEvent>, StoreError> {
+) -> Result<(Vec<OutboxEvent>, HashMap<String, u32>), StoreError> {
     let shards = rounds.next_round();
     let queries = shards
         .iter()
         .map(|&shard| due_in_shard(client, table, shard, now, limit));
     let mut all = Vec::new();
+    let mut shard_of = HashMap::new();
     for (out, &shard) in futures::future::join_all(queries)
         .await
         .into_iter()
@@ -133,6 +140,7 @@ async fn due_candidates(
         if more {
             rounds.mark(shard);
         }
+        shard_of.extend(due.iter().map(|e| (e.id.clone(), shard)));
         all.extend(due);
     }
     let mut first: HashMap<String, u64> = HashMap::new();
@@ -143,7 +151,15 @@ async fn due_candidates(
     all.retain(|e| first[&e.reservation_id] == e.seq);
     all.sort_by(|a, b| a.id.cmp(&b.id));
     all.truncate(limit);
-    Ok(all)
+    // A claimable event left out of this round (a later one of its reservation, or past the
+    // batch) is read again next round.
+    let kept: HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    for (id, &shard) in &shard_of {
+        if !kept.contains(id.as_str()) {
+            rounds.mark(shard);
+        }
+    }
+    Ok((all, shard_of))
 }
 
 /// The ids of candidates whose predecessor is still unsettled, read consistently in one
