@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 use super::errors::{cancellation_reasons, sdk_err};
 use super::item::{n, s, t, Item};
@@ -95,10 +96,10 @@ pub async fn settle(
     Ok(lost)
 }
 
-/// Unsettled events, counted over every shard of the sparse index (for the pending gauge).
+/// Unsettled events, counted over every shard of the sparse index (for the pending gauge), the
+/// shards in parallel: the relay waits for this count on an idle tick.
 pub async fn pending(client: &Client, table: &str, span: u32) -> Result<usize, StoreError> {
-    let mut total = 0;
-    for shard in 0..span {
+    let counts = (0..span).map(|shard| async move {
         counted("count");
         let out = client
             .query()
@@ -110,9 +111,13 @@ pub async fn pending(client: &Client, table: &str, span: u32) -> Result<usize, S
             .send()
             .await
             .map_err(sdk_err)?;
-        total += out.count() as usize;
-    }
-    Ok(total)
+        Ok::<_, StoreError>(out.count() as usize)
+    });
+    let counts: Vec<usize> = futures::stream::iter(counts)
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    Ok(counts.into_iter().sum())
 }
 
 /// Due events of this round's shards, oldest first (UUIDv7 ids sort by write time), at most one
