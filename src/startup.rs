@@ -202,6 +202,21 @@ pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
     dynamo::client(d.endpoint.as_deref(), &config.aws_region, d.timeout).await
 }
 
+/// [`dynamodb_client`] with a test's interceptor (`ClientTaps`), if it set one.
+async fn tapped_client(
+    config: &Config,
+    tap: &Option<aws_sdk_dynamodb::config::SharedInterceptor>,
+) -> aws_sdk_dynamodb::Client {
+    let d = &config.dynamodb;
+    dynamo::client_with(
+        d.endpoint.as_deref(),
+        &config.aws_region,
+        d.timeout,
+        tap.clone(),
+    )
+    .await
+}
+
 /// The configured store; in local/dev with `DYNAMODB_AUTO_CREATE`, missing tables are created first.
 pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     match config.store {
@@ -210,7 +225,7 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
         ))),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
-            let client = dynamodb_client(config).await;
+            let client = tapped_client(config, &d.taps.store).await;
             // `Config::from_env` refuses auto-creation in prod.
             if d.auto_create {
                 let created = dynamo::tables::create_missing(&client, &d.tables).await?;
@@ -220,7 +235,8 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn Store>, String> {
             }
             Ok(Arc::new(
                 DynamoStore::new(client, d.tables.clone())
-                    .with_retention(config.retention.retention()),
+                    .with_retention(config.retention.retention())
+                    .with_shards(d.index_shards.layout()),
             ))
         }
     }
@@ -240,7 +256,7 @@ pub async fn build_seat_engine(
         )),
         StoreKind::Dynamodb => {
             let d = &config.dynamodb;
-            let client = dynamodb_client(config).await;
+            let client = tapped_client(config, &d.taps.seats).await;
             if d.auto_create {
                 dynamo::tables::create_missing(&client, &d.tables).await?;
                 let r = seed::seed(&client, &d.tables.seats, catalog).await?;

@@ -102,6 +102,7 @@ async fn twenty_thousand_create_cancel_pairs_then_the_sweep_leave_the_store_at_i
     let retention = Retention {
         outbox: Duration::seconds(60),
         reservations: Duration::seconds(60),
+        failed: Duration::days(14),
     };
     let ttl = Duration::seconds(60);
     let memory = Arc::new(MemoryStore::with_retention(retention));
@@ -192,6 +193,7 @@ async fn on_dynamodb_finished_items_carry_a_ttl_the_tables_expire_by() {
     let retention = Retention {
         outbox: Duration::seconds(3600),
         reservations: Duration::seconds(86_400),
+        failed: Duration::days(14),
     };
     let store = DynamoStore::new(client.clone(), tables.clone()).with_retention(retention);
     let before = Utc::now().timestamp();

@@ -16,8 +16,9 @@ use reservation_api::idempotency::{
     Begin, IdempotencyCompletion, IdempotencyTicket, StoredResponse,
 };
 use reservation_api::service::now_ms;
-use reservation_api::store::dynamo::{self, DynamoStore, TableNames};
+use reservation_api::store::dynamo::{self, DynamoStore, ShardLayout, TableNames};
 use reservation_api::store::memory::MemoryStore;
+use reservation_api::store::redrive::{redrive, Redrive};
 use reservation_api::store::{
     ConflictKind, Settlement, Store, StoreError, Transition, UserListPosition,
 };
@@ -42,7 +43,9 @@ async fn dynamodb() -> Arc<dyn Store> {
     dynamo::tables::create_missing(&client, &tables)
         .await
         .expect("tables");
-    Arc::new(DynamoStore::new(client, tables))
+    // Every shard each round: the cases state what a caller finds; the production layout's
+    // window (found over several rounds) is `shard_change`'s.
+    Arc::new(DynamoStore::new(client, tables).with_shards(ShardLayout::all(8)))
 }
 
 fn uid() -> String {
@@ -153,6 +156,8 @@ conformance!(
     due_holds_are_the_expired_holds_oldest_first,
     a_users_reservations_page_newest_first_without_gaps_or_repeats,
     reservations_of_one_millisecond_page_by_id,
+    redrive_puts_failed_events_back_in_order,
+    a_hold_whose_expiry_failed_is_due_later_then_given_up,
 );
 
 mod cases {
@@ -543,6 +548,128 @@ mod cases {
         );
     }
 
+    pub async fn a_hold_whose_expiry_failed_is_due_later_then_given_up(store: Arc<dyn Store>) {
+        let r = reservation(Duration::seconds(-5));
+        create(&*store, &r).await;
+        let due_at = |at: DateTime<Utc>| {
+            let store = store.clone();
+            let id = r.id.clone();
+            async move {
+                let due = store.due_holds(at, 1000).await.unwrap();
+                due.iter().any(|x| x.id == id)
+            }
+        };
+        let now = now_ms();
+        assert!(due_at(now).await);
+        assert!(store
+            .defer_expiry(&r, Some(now + Duration::hours(1)))
+            .await
+            .unwrap());
+        assert!(
+            !due_at(now).await,
+            "a deferred hold is not due before its retry"
+        );
+        assert!(due_at(now + Duration::hours(2)).await);
+        // Given up on: never due again, still HOLD (nothing released), until its retention.
+        assert!(store.defer_expiry(&r, None).await.unwrap());
+        assert!(!due_at(now + Duration::hours(2)).await);
+        let kept = store.get_reservation(&r.id).await.unwrap().unwrap();
+        assert_eq!(kept.status, ReservationStatus::Hold);
+        let mut stale = r.clone();
+        stale.version = 7;
+        assert!(!store.defer_expiry(&stale, Some(now)).await.unwrap());
+        // The memory store removes it after FAILED_RETENTION_SECONDS (DynamoDB by its `ttl`).
+        if store
+            .purge_expired(now + Duration::days(15), 1000)
+            .await
+            .unwrap()
+            > 0
+        {
+            assert!(store.get_reservation(&r.id).await.unwrap().is_none());
+        }
+    }
+
+    /// Claim `owner`'s next event and settle it FAILED.
+    async fn fail_next(store: &dyn Store, owner: &str) -> OutboxEvent {
+        let got = claim(store, owner, 10).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        let how = Settlement::Failed {
+            attempts: 8,
+            error: "rejected".into(),
+        };
+        store.settle_event(&got[0], owner, how).await.unwrap();
+        got[0].clone()
+    }
+
+    pub async fn redrive_puts_failed_events_back_in_order(store: Arc<dyn Store>) {
+        drain(&*store).await;
+        let r = reservation(Duration::seconds(60));
+        create(&*store, &r).await;
+        let next = r
+            .transitioned(ReservationStatus::Cancelled, now_ms())
+            .unwrap();
+        let cancelled = event(EventType::Cancelled, &next);
+        let t = Transition {
+            next: &next,
+            expected_version: 1,
+            order: None,
+            event: &cancelled,
+            completion: None,
+        };
+        store.transition(t).await.unwrap();
+        // Both fail: a FAILED event holds back nothing, so the second is claimed after the first.
+        let created = fail_next(&*store, "a").await;
+        assert_eq!(fail_next(&*store, "a").await.id, cancelled.id);
+        let failed: Vec<String> = store
+            .failed_events(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert!(failed.contains(&created.id) && failed.contains(&cancelled.id));
+
+        // Redriving the second redrives the first before it, so the relay's order holds.
+        let which = Redrive::Event(cancelled.id.clone());
+        let done = redrive(&*store, &which, Utc::now()).await.unwrap();
+        let done: Vec<&String> = done.iter().map(|e| &e.id).collect();
+        assert_eq!(done, [&created.id, &cancelled.id]);
+        let first = claim(&*store, "b", 10).await;
+        assert_eq!(
+            first.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&created.id]
+        );
+        assert_eq!(
+            (first[0].attempts, first[0].status),
+            (0, OutboxStatus::Claimed)
+        );
+        let now = Utc::now();
+        let published = Settlement::Published { at: now };
+        store
+            .settle_event(&first[0], "b", published.clone())
+            .await
+            .unwrap();
+        let second = claim(&*store, "b", 10).await;
+        assert_eq!(
+            second.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&cancelled.id]
+        );
+        store
+            .settle_event(&second[0], "b", published)
+            .await
+            .unwrap();
+        let events = store.events_for(&r.id).await.unwrap();
+        assert!(events.iter().all(|e| e.status == OutboxStatus::Published));
+        // Nothing is FAILED any more: a second run redrives nothing, and an unknown id nothing.
+        assert!(redrive(&*store, &Redrive::All, now)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.reservation_id != r.id));
+        let unknown = Redrive::Event("evt_unknown".into());
+        assert!(redrive(&*store, &unknown, now).await.unwrap().is_empty());
+    }
+
     pub async fn settling_records_attempts_and_errors(store: Arc<dyn Store>) {
         drain(&*store).await;
         let r = reservation(Duration::seconds(60));
@@ -729,6 +856,126 @@ mod cases {
         for size in [1, 2, 3, 7] {
             let pages = all_pages(&*store, &user, size).await;
             assert_eq!(pages.concat(), made, "pages of {size}");
+        }
+    }
+}
+
+/// A change of `DYNAMODB_INDEX_SHARDS` on live tables: items written under the old count are still
+/// found by the relay's claim and the sweeper's due holds while `DYNAMODB_INDEX_SHARDS_PREVIOUS`
+/// names it, through the production layout's rotating window (several rounds).
+mod shard_change {
+    use super::*;
+    use reservation_api::store::dynamo::shards::shard_of;
+
+    async fn tables() -> (aws_sdk_dynamodb::Client, TableNames) {
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT (moto)");
+        let timeout = std::time::Duration::from_secs(30);
+        let client = dynamo::client(Some(&endpoint), "us-east-1", timeout).await;
+        let tables = TableNames::prefixed(&format!("s{}-", uid()));
+        dynamo::tables::create_missing(&client, &tables)
+            .await
+            .expect("tables");
+        (client, tables)
+    }
+
+    fn layout(current: u32, previous: Option<u32>) -> ShardLayout {
+        ShardLayout {
+            current,
+            previous,
+            per_round: 8,
+        }
+    }
+
+    /// A due hold and its event, both in a shard of `0..wide` that `0..narrow` lacks.
+    fn outside(narrow: u32, wide: u32) -> (Reservation, OutboxEvent) {
+        loop {
+            let r = reservation(Duration::seconds(-5));
+            let e = event(EventType::HoldCreated, &r);
+            if shard_of(&r.id, wide) >= narrow && shard_of(&e.id, wide) >= narrow {
+                return (r, e);
+            }
+        }
+    }
+
+    /// Whether `store` (a fresh process: nothing marked) claims `id` and finds hold `rid` due
+    /// within `rounds` rounds of its window.
+    async fn found(store: &DynamoStore, id: &str, rid: &str, rounds: usize) -> (bool, bool) {
+        let (mut claimed, mut due) = (false, false);
+        for _ in 0..rounds {
+            let now = Utc::now();
+            let got = store
+                .claim_events("relay", now, now + Duration::seconds(30), 100)
+                .await
+                .unwrap();
+            claimed |= got.iter().any(|e| e.id == id);
+            due |= store
+                .due_holds(now_ms(), 100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.id == rid);
+        }
+        (claimed, due)
+    }
+
+    /// Shrinking 64 → 8: the old shards 8..63 stay read while PREVIOUS=64; without it they are
+    /// stranded (what the migration steps prevent).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs moto: run ./run_local.sh test"]
+    async fn an_item_written_under_the_old_count_is_found_while_the_change_is_in_progress() {
+        let (client, tables) = tables().await;
+        let old = DynamoStore::new(client.clone(), tables.clone()).with_shards(layout(64, None));
+        let (r, e) = outside(8, 64);
+        old.create_hold(&r, &e, None).await.unwrap();
+
+        let stranded =
+            DynamoStore::new(client.clone(), tables.clone()).with_shards(layout(8, None));
+        assert_eq!(found(&stranded, &e.id, &r.id, 3).await, (false, false));
+
+        let changing =
+            DynamoStore::new(client.clone(), tables.clone()).with_shards(layout(8, Some(64)));
+        // 64 shards, 8 a round: every shard within 8 rounds.
+        assert_eq!(found(&changing, &e.id, &r.id, 8).await, (true, true));
+    }
+
+    /// Growing 8 → 64 (the default's own migration): readers cover the old ids anyway.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs moto: run ./run_local.sh test"]
+    async fn an_item_written_under_eight_shards_is_found_under_sixty_four() {
+        let (client, tables) = tables().await;
+        let old = DynamoStore::new(client.clone(), tables.clone()).with_shards(ShardLayout::all(8));
+        let r = reservation(Duration::seconds(-5));
+        let e = event(EventType::HoldCreated, &r);
+        old.create_hold(&r, &e, None).await.unwrap();
+        let new = DynamoStore::new(client, tables).with_shards(layout(64, Some(8)));
+        assert_eq!(found(&new, &e.id, &r.id, 8).await, (true, true));
+    }
+}
+
+/// The production layout (64 shards, 8 a round): what this process wrote is found by the very
+/// next round, not after the rotating window comes around.
+mod local_first {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs moto: run ./run_local.sh test"]
+    async fn a_local_event_and_a_local_due_hold_are_found_by_the_next_round() {
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT (moto)");
+        let timeout = std::time::Duration::from_secs(30);
+        let client = dynamo::client(Some(&endpoint), "us-east-1", timeout).await;
+        let tables = TableNames::prefixed(&format!("l{}-", uid()));
+        dynamo::tables::create_missing(&client, &tables)
+            .await
+            .expect("tables");
+        let store = DynamoStore::new(client, tables).with_shards(ShardLayout::default());
+        for _ in 0..5 {
+            let r = reservation(Duration::seconds(-5));
+            let e = event(EventType::HoldCreated, &r);
+            store.create_hold(&r, &e, None).await.unwrap();
+            let due = store.due_holds(now_ms(), 100).await.unwrap();
+            assert!(due.iter().any(|x| x.id == r.id), "the hold was not found");
+            let got = claim(&store, "relay", 100).await;
+            assert!(got.iter().any(|x| x.id == e.id), "the event was not found");
         }
     }
 }

@@ -170,6 +170,27 @@ impl Store for CachedStore {
         self.inner.due_holds(now, limit).await
     }
 
+    // The expiry schedule and the outbox's redrive change nothing a cached answer or GET shows.
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        self.inner.defer_expiry(r, retry_at).await
+    }
+
+    async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.inner.failed_events(limit).await
+    }
+
+    async fn redrive_event(
+        &self,
+        event: &OutboxEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.redrive_event(event, now).await
+    }
+
     async fn claim_events(
         &self,
         owner: &str,

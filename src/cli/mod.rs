@@ -1,9 +1,11 @@
-//! The command line: `serve` (the default), `config check`, `token`, `tables`, and the bundled gRPC peers
-//! `inventory` and `payment`. The definitions are here; each subcommand's body is in the file of
-//! what it runs ([`service`]: the HTTP service and its configuration, [`peers`]: the bundled gRPC
-//! servers, [`tools`]: the one-shot operator commands), and fails with a typed [`CliError`].
+//! The command line: `serve` (the default), `config check`, `token`, `tables`, `outbox redrive`,
+//! and the bundled gRPC peers `inventory` and `payment`. The definitions are here; each
+//! subcommand's body is in the file of what it runs ([`service`]: the HTTP service and its
+//! configuration, [`peers`]: the bundled gRPC servers, [`tools`]: the one-shot operator commands,
+//! [`outbox`]: the outbox's), and fails with a typed [`CliError`].
 
 mod error;
+pub mod outbox;
 pub mod peers;
 pub mod service;
 pub mod tools;
@@ -14,6 +16,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use error::CliError;
+
+use crate::store::redrive::Redrive;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +77,11 @@ pub enum Command {
         #[arg(long, default_value = "")]
         service: String,
     },
+    /// Operate on the outbox (STORE, DYNAMODB_*).
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Run the payment simulator as a `payment.v1.PaymentService` gRPC server.
     Payment {
         /// The address to listen on.
@@ -103,6 +112,24 @@ pub enum InventoryAction {
         /// Write the summary to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Put FAILED events back to PENDING with their attempts reset, so that the relay publishes
+    /// them again; a reservation's events in order (docs/outbox.md, "Redrive and retention").
+    Redrive {
+        /// Every FAILED event.
+        #[arg(
+            long,
+            conflicts_with = "event_id",
+            required_unless_present = "event_id"
+        )]
+        all: bool,
+        /// One event (its `detail.id`), with the FAILED events of its reservation before it.
+        #[arg(long)]
+        event_id: Option<String>,
     },
 }
 
@@ -145,6 +172,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             metrics_listen,
         } => peers::inventory(listen, catalog, metrics_listen).await,
         Command::Payment { listen } => peers::payment(listen).await,
+        Command::Outbox {
+            action: OutboxAction::Redrive { all: _, event_id },
+        } => {
+            let which = event_id.map_or(Redrive::All, Redrive::Event);
+            outbox::redrive_command(which).await
+        }
         Command::Probe { url, service } => tools::probe(&url, &service).await,
     }
 }

@@ -55,6 +55,15 @@ pub async fn create_tables() -> Result<(), CliError> {
         };
         println!("{what}\t{t}");
     }
+    // The index shards are values, not schema: a change is applied by configuration, in the steps
+    // of docs/outbox.md ("Changing the shard count").
+    let s = &d.index_shards;
+    let previous = s.previous.map_or("(unset)".into(), |p| p.to_string());
+    println!(
+        "index shards\tDYNAMODB_INDEX_SHARDS={} DYNAMODB_INDEX_SHARDS_PREVIOUS={previous}: \
+         to change the count, see docs/outbox.md#changing-the-shard-count",
+        s.current
+    );
     Ok(())
 }
 

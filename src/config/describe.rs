@@ -34,6 +34,18 @@ impl Config {
             format!("DYNAMODB_TABLE_IDEMPOTENCY={}", t.idempotency),
             format!("DYNAMODB_TABLE_OUTBOX={}", t.outbox),
             format!("DYNAMODB_TABLE_SEATS={}", t.seats),
+            format!(
+                "DYNAMODB_INDEX_SHARDS={}",
+                self.dynamodb.index_shards.current
+            ),
+            format!(
+                "DYNAMODB_INDEX_SHARDS_PREVIOUS={}",
+                opt(&self.dynamodb.index_shards.previous.map(|n| n.to_string()))
+            ),
+            format!(
+                "DYNAMODB_INDEX_SHARDS_PER_ROUND={}",
+                self.dynamodb.index_shards.per_round
+            ),
             format!("EVENTBRIDGE_ENDPOINT={}", opt(&self.events.endpoint)),
             format!("EVENTBRIDGE_BUS_NAME={}", self.events.bus_name),
             format!("EVENT_SOURCE={}", self.events.source),

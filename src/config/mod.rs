@@ -34,7 +34,10 @@ pub use cache::CacheSettings;
 pub use grpc::GrpcClientSettings;
 pub use http::HttpSettings;
 pub use kinds::{AdmissionMode, Profile, StoreKind};
-pub use store::{DynamoSettings, EventBridgeSettings, OutboxSettings, RetentionSettings};
+pub use store::{
+    ClientTaps, DynamoSettings, EventBridgeSettings, IndexShardSettings, OutboxSettings,
+    RetentionSettings,
+};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -157,6 +160,8 @@ struct Vars {
     dynamodb_auto_create: bool,
     #[arg(id = "DYNAMODB_TIMEOUT_MS", env = "DYNAMODB_TIMEOUT_MS", default_value = "3000", value_parser = millis)]
     dynamodb_timeout: Duration,
+    #[command(flatten)]
+    index_shards: store::IndexShardSettings,
     #[arg(id = "EVENTBRIDGE_ENDPOINT", env = "EVENTBRIDGE_ENDPOINT")]
     eventbridge_endpoint: Option<String>,
     #[arg(id = "EVENTBRIDGE_BUS_NAME", env = "EVENTBRIDGE_BUS_NAME")]
@@ -246,6 +251,8 @@ impl Vars {
                 },
                 auto_create: self.dynamodb_auto_create,
                 timeout: self.dynamodb_timeout,
+                index_shards: self.index_shards,
+                taps: Default::default(),
             },
             events: EventBridgeSettings {
                 endpoint: self.eventbridge_endpoint,

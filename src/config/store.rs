@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::env::{millis, secs, trimmed};
-use crate::store::dynamo::TableNames;
+use crate::store::dynamo::{ShardLayout, TableNames};
 
 #[derive(Clone, Debug)]
 pub struct DynamoSettings {
@@ -15,6 +15,62 @@ pub struct DynamoSettings {
     pub auto_create: bool,
     /// `DYNAMODB_TIMEOUT_MS`: the deadline of one store operation, retries included.
     pub timeout: Duration,
+    pub index_shards: IndexShardSettings,
+    /// A test seam: extra interceptors on the clients the app builds (never set from the
+    /// environment).
+    pub taps: ClientTaps,
+}
+
+/// Interceptors a test puts on the DynamoDB clients the app builds, to count their requests.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTaps {
+    /// On the reservation store's client.
+    pub store: Option<aws_sdk_dynamodb::config::SharedInterceptor>,
+    /// On the bundled inventory's client.
+    pub seats: Option<aws_sdk_dynamodb::config::SharedInterceptor>,
+}
+
+/// The shards of the sparse indexes `holds_by_expiry` and `pending_by_due` (docs/outbox.md,
+/// "Index shards").
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct IndexShardSettings {
+    /// Partition keys new index entries spread over (each takes ~1,000 WCU/s).
+    #[arg(id = "DYNAMODB_INDEX_SHARDS", env = "DYNAMODB_INDEX_SHARDS", default_value = "64", value_parser = trimmed::<u32>)]
+    pub current: u32,
+    /// During a change of `DYNAMODB_INDEX_SHARDS`, the count before it: readers cover both.
+    #[arg(id = "DYNAMODB_INDEX_SHARDS_PREVIOUS", env = "DYNAMODB_INDEX_SHARDS_PREVIOUS", value_parser = trimmed::<u32>)]
+    pub previous: Option<u32>,
+    /// Shards one relay round or expiry sweep queries (a rotating window; local writes first).
+    #[arg(id = "DYNAMODB_INDEX_SHARDS_PER_ROUND", env = "DYNAMODB_INDEX_SHARDS_PER_ROUND", default_value = "8", value_parser = trimmed::<u32>)]
+    pub per_round: u32,
+}
+
+impl Default for IndexShardSettings {
+    fn default() -> Self {
+        super::env::defaults()
+    }
+}
+
+impl IndexShardSettings {
+    pub fn layout(&self) -> ShardLayout {
+        ShardLayout {
+            current: self.current,
+            previous: self.previous,
+            per_round: self.per_round,
+        }
+    }
+
+    /// Every problem of these settings, one line each.
+    pub fn problems(&self, out: &mut Vec<String>) {
+        let ok = |n: u32| (1..=1024).contains(&n);
+        if !ok(self.current) || !self.previous.is_none_or(ok) || !ok(self.per_round) {
+            out.push(
+                "DYNAMODB_INDEX_SHARDS, DYNAMODB_INDEX_SHARDS_PREVIOUS and \
+                 DYNAMODB_INDEX_SHARDS_PER_ROUND must be 1-1024"
+                    .into(),
+            );
+        }
+    }
 }
 
 /// How long finished records are kept, and how the embedded store's sweeper removes them.
@@ -27,6 +83,11 @@ pub struct RetentionSettings {
     /// its last change.
     #[arg(id = "RESERVATION_RETENTION_SECONDS", env = "RESERVATION_RETENTION_SECONDS", default_value = "86400", value_parser = secs)]
     pub reservation: Duration,
+    /// What the service gave up on is kept this long for an operator: a FAILED outbox event
+    /// (from its failure; `outbox redrive` puts it back) and a HOLD the expiry sweeper could not
+    /// finish (from its hold's end).
+    #[arg(id = "FAILED_RETENTION_SECONDS", env = "FAILED_RETENTION_SECONDS", default_value = "1209600", value_parser = secs)]
+    pub failed: Duration,
     /// How often the embedded store's sweeper runs.
     #[arg(id = "RETENTION_SWEEP_INTERVAL_MS", env = "RETENTION_SWEEP_INTERVAL_MS", default_value = "1000", value_parser = millis)]
     pub sweep_interval: Duration,
@@ -47,14 +108,16 @@ impl RetentionSettings {
         crate::store::Retention {
             outbox: chrono(self.outbox),
             reservations: chrono(self.reservation),
+            failed: chrono(self.failed),
         }
     }
 
     /// Every problem of these settings, one line each.
     pub fn problems(&self, out: &mut Vec<String>) {
-        if self.outbox.is_zero() || self.reservation.is_zero() {
+        if self.outbox.is_zero() || self.reservation.is_zero() || self.failed.is_zero() {
             out.push(
-                "OUTBOX_RETENTION_SECONDS and RESERVATION_RETENTION_SECONDS must be positive"
+                "OUTBOX_RETENTION_SECONDS, RESERVATION_RETENTION_SECONDS and \
+                 FAILED_RETENTION_SECONDS must be positive"
                     .into(),
             );
         }

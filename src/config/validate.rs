@@ -21,6 +21,7 @@ impl Config {
         self.http.problems(&mut out);
         self.retention.problems(&mut out);
         self.cache.problems(&mut out);
+        self.dynamodb.index_shards.problems(&mut out);
         if self.profile == Profile::Prod {
             self.prod_problems(&mut out);
         }

@@ -245,7 +245,8 @@ impl OutboxRelay {
         }
     }
 
-    /// The pending depth for the gauge: a count over the outbox index (8 queries on DynamoDB), so
+    /// The pending depth for the gauge: a count over the outbox index (one query per shard on
+    /// DynamoDB), so
     /// done on an idle poll tick at most every `DEPTH_EVERY`, rather than after every batch.
     async fn record_depth(&self, last: &mut Option<std::time::Instant>) {
         if last.is_some_and(|at| at.elapsed() < DEPTH_EVERY) {

@@ -8,6 +8,7 @@
 
 pub mod dynamo;
 pub mod memory;
+pub mod redrive;
 pub mod retention;
 
 use async_trait::async_trait;
@@ -144,6 +145,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Reservation>, StoreError>;
 
+    /// Move a HOLD the sweeper could not expire out of the sweep's way (see `service::expiry`): due
+    /// again at `Some(retry_at)`, or given up on (`None`): out of the sweep for good, and removed
+    /// `Retention::failed` after its hold's end. Its status stays HOLD (read as EXPIRED past its
+    /// end); nothing is released. False if it is no longer HOLD at `r.version`.
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+
     /// Claim up to `limit` due events for `owner` until `lease_until`. No event is handed to two
     /// claimers at once, and an event waits while an earlier one of its reservation is unsettled.
     async fn claim_events(
@@ -179,6 +190,18 @@ pub trait Store: Send + Sync + 'static {
     /// Every outbox event of one reservation, oldest first (for operators and tests).
     async fn events_for(&self, reservation_id: &str) -> Result<Vec<OutboxEvent>, StoreError>;
 
+    /// FAILED events, oldest first, at most `limit` (for `outbox redrive`; on DynamoDB a filtered
+    /// scan of the outbox table).
+    async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Put a FAILED event back to PENDING, due at `now`, with its attempts reset; false if it is
+    /// no longer FAILED. Callers keep a reservation's order: see [`redrive`].
+    async fn redrive_event(
+        &self,
+        event: &OutboxEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Events not yet PUBLISHED or FAILED.
     async fn pending_events(&self) -> Result<usize, StoreError>;
 
@@ -203,14 +226,17 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// How long finished records are kept (`OUTBOX_RETENTION_SECONDS`,
-/// `RESERVATION_RETENTION_SECONDS`); idempotency records live their own TTL. FAILED events are
-/// kept until an operator redrives them.
+/// `RESERVATION_RETENTION_SECONDS`, `FAILED_RETENTION_SECONDS`); idempotency records live their
+/// own TTL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
     /// A PUBLISHED event, from its publication.
     pub outbox: Duration,
     /// A CONFIRMED, CANCELLED or EXPIRED reservation (and its order), from its last change.
     pub reservations: Duration,
+    /// What the service gave up on, kept for an operator: a FAILED event (from its failure; `outbox
+    /// redrive` puts it back) and a HOLD the sweeper could not finish (from its hold's end).
+    pub failed: Duration,
 }
 
 impl Default for Retention {
@@ -218,6 +244,7 @@ impl Default for Retention {
         Self {
             outbox: Duration::seconds(3600),
             reservations: Duration::seconds(86_400),
+            failed: Duration::days(14),
         }
     }
 }

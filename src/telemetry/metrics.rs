@@ -135,6 +135,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "1 when the readiness check last answered UP, 0 when DOWN",
     ),
     (
+        "expiry_abandoned_total",
+        Kind::Counter,
+        "Holds the expiry sweeper gave up on a day past their end (they stay HOLD)",
+    ),
+    (
         "log_lines_dropped_total",
         Kind::Counter,
         "Log lines dropped because the queue to stdout was full",
@@ -225,6 +230,7 @@ fn known_series() -> Vec<(Kind, &'static str, Vec<Label>)> {
             vec![Label::new("status", status.as_str())],
         ));
     }
+    out.push((Kind::Counter, "expiry_abandoned_total", vec![]));
     for result in ["started", "replayed", "in_flight", "conflict"] {
         out.push((
             Kind::Counter,

@@ -223,6 +223,19 @@ impl Store for FlakyStore {
     async fn pending_events(&self) -> Result<usize, StoreError> {
         self.inner.pending_events().await
     }
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        self.inner.defer_expiry(r, at).await
+    }
+    async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.inner.failed_events(limit).await
+    }
+    async fn redrive_event(&self, e: &OutboxEvent, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.redrive_event(e, now).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

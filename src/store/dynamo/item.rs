@@ -70,12 +70,9 @@ pub fn get_list(item: &Item, name: &str) -> Result<Vec<String>, StoreError> {
         .collect()
 }
 
-/// A small stable shard number for spreading a sparse index's partition key.
+/// The sparse-index shard attribute of `id` among `shards` (see [`super::shards`]).
 pub fn shard_of(id: &str, shards: u32) -> String {
-    let h = id.bytes().fold(0u32, |acc, b| {
-        acc.wrapping_mul(31).wrapping_add(u32::from(b))
-    });
-    (h % shards).to_string()
+    super::shards::shard_of(id, shards).to_string()
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@ pub mod item;
 pub mod orders;
 pub mod outbox;
 pub mod outbox_relay;
+pub mod redrive;
 pub mod requests;
 pub mod reservations;
+pub mod shards;
 pub mod spans;
 pub mod tables;
 pub mod writes;
@@ -30,9 +32,8 @@ use super::{Settlement, Store, StoreAudit, StoreError, Transition, UserListPosit
 use crate::domain::{Order, OutboxEvent, Reservation};
 use crate::idempotency::{Begin, IdempotencyCompletion, IdempotencyRecord, IdempotencyTicket};
 
-/// Partitions of the sparse indexes (holds by expiry, pending events by due time). Fixed: changing
-/// it strands items in shards nobody reads.
-pub const SHARDS: u32 = 8;
+pub use self::shards::ShardLayout;
+use self::shards::{shard_of, ShardRounds};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableNames {
@@ -75,17 +76,38 @@ pub struct DynamoStore {
     tables: TableNames,
     /// Written as each finished item's `ttl`, for DynamoDB's own expiry.
     retention: super::Retention,
+    shards: ShardLayout,
+    /// The window of `pending_by_due` each relay round reads.
+    relay_rounds: ShardRounds,
+    /// The window of `holds_by_expiry` each sweep reads.
+    expiry_rounds: ShardRounds,
+    /// When this process's holds fall due, and in which shard: the sweep reads those shards first
+    /// once they are due. Bounded; past the bound the rotating window alone finds them.
+    expiry_hints: std::sync::Mutex<std::collections::BTreeSet<(DateTime<Utc>, u32)>>,
 }
+
+/// Hints kept at most (a few minutes of holds at a rush's rate per process).
+const EXPIRY_HINTS: usize = 50_000;
 
 /// A client for `endpoint` (or AWS itself), built once at start-up. Credentials come from the
 /// standard chain.
 pub async fn client(endpoint: Option<&str>, region: &str, timeout: StdDuration) -> Client {
+    client_with(endpoint, region, timeout, None).await
+}
+
+/// [`client`] with a test's extra interceptor (see `config::ClientTaps`).
+pub async fn client_with(
+    endpoint: Option<&str>,
+    region: &str,
+    timeout: StdDuration,
+    tap: Option<aws_sdk_dynamodb::config::SharedInterceptor>,
+) -> Client {
     let sdk = crate::aws::sdk_config(endpoint, region, timeout).await;
-    Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(spans::DynamoSpans)
-            .build(),
-    )
+    let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(spans::DynamoSpans);
+    if let Some(tap) = tap {
+        conf.push_interceptor(tap);
+    }
+    Client::from_conf(conf.build())
 }
 
 impl DynamoStore {
@@ -94,11 +116,51 @@ impl DynamoStore {
             client,
             tables,
             retention: super::Retention::default(),
+            shards: ShardLayout::default(),
+            relay_rounds: ShardRounds::new(&ShardLayout::default()),
+            expiry_rounds: ShardRounds::new(&ShardLayout::default()),
+            expiry_hints: Default::default(),
         }
     }
 
     pub fn with_retention(self, retention: super::Retention) -> Self {
         Self { retention, ..self }
+    }
+
+    /// The sparse indexes' shards (`DYNAMODB_INDEX_SHARDS*`).
+    pub fn with_shards(self, shards: ShardLayout) -> Self {
+        Self {
+            shards,
+            relay_rounds: ShardRounds::new(&shards),
+            expiry_rounds: ShardRounds::new(&shards),
+            ..self
+        }
+    }
+
+    /// The sweep reads the shard of `r` first once it is due.
+    fn hint_expiry(&self, r: &Reservation) {
+        let mut hints = self.expiry_hints.lock().unwrap_or_else(|e| e.into_inner());
+        if hints.len() < EXPIRY_HINTS {
+            hints.insert((r.hold_expires_at, shard_of(&r.id, self.shards.current)));
+        }
+    }
+
+    /// Mark the shards of the hints due at `now` for the next sweep.
+    fn due_hints(&self, now: DateTime<Utc>) {
+        let mut hints = self.expiry_hints.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(at, shard)) = hints.first() {
+            if at > now {
+                break;
+            }
+            hints.pop_first();
+            self.expiry_rounds.mark(shard);
+        }
+    }
+
+    /// The relay of this process finds a local write in its next round.
+    fn wrote(&self, event: &OutboxEvent) {
+        self.relay_rounds
+            .mark(shard_of(&event.id, self.shards.current));
     }
 }
 
@@ -139,11 +201,20 @@ impl Store for DynamoStore {
         event: &OutboxEvent,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        writes::create_hold(&self.client, &self.tables, r, event, completion).await
+        let shards = self.shards.current;
+        let out =
+            writes::create_hold(&self.client, &self.tables, shards, r, event, completion).await;
+        self.wrote(event);
+        self.hint_expiry(r);
+        out
     }
 
     async fn transition(&self, tr: Transition<'_>) -> Result<(), StoreError> {
-        writes::transition(&self.client, &self.tables, tr, self.retention.reservations).await
+        let (shards, retention) = (self.shards.current, self.retention.reservations);
+        let event = tr.event;
+        let out = writes::transition(&self.client, &self.tables, shards, tr, retention).await;
+        self.wrote(event);
+        out
     }
 
     async fn get_reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
@@ -178,7 +249,17 @@ impl Store for DynamoStore {
         limit: usize,
     ) -> Result<Vec<Reservation>, StoreError> {
         let table = &self.tables.reservations;
-        reservations::due_holds(&self.client, table, SHARDS, now, limit).await
+        self.due_hints(now);
+        reservations::due_holds(&self.client, table, &self.expiry_rounds, now, limit).await
+    }
+
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let (table, failed) = (&self.tables.reservations, self.retention.failed);
+        reservations::defer_expiry(&self.client, table, r, retry_at, failed).await
     }
 
     async fn claim_events(
@@ -189,7 +270,8 @@ impl Store for DynamoStore {
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let table = &self.tables.outbox;
-        outbox_relay::claim(&self.client, table, owner, now, lease_until, limit).await
+        let rounds = &self.relay_rounds;
+        outbox_relay::claim(&self.client, table, rounds, owner, now, lease_until, limit).await
     }
 
     async fn settle_events(
@@ -197,7 +279,7 @@ impl Store for DynamoStore {
         owner: &str,
         batch: &[(OutboxEvent, Settlement)],
     ) -> Result<Vec<String>, StoreError> {
-        let (table, retention) = (&self.tables.outbox, self.retention.outbox);
+        let (table, retention) = (&self.tables.outbox, &self.retention);
         outbox_relay::settle(&self.client, table, owner, batch, retention).await
     }
 
@@ -205,8 +287,23 @@ impl Store for DynamoStore {
         outbox::events_for(&self.client, &self.tables.outbox, reservation_id).await
     }
 
+    async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        redrive::failed(&self.client, &self.tables.outbox, limit).await
+    }
+
+    async fn redrive_event(
+        &self,
+        event: &OutboxEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (table, shards) = (&self.tables.outbox, self.shards.current);
+        let back = redrive::put_back(&self.client, table, event, now, shards).await?;
+        self.wrote(event);
+        Ok(back)
+    }
+
     async fn pending_events(&self) -> Result<usize, StoreError> {
-        outbox_relay::pending(&self.client, &self.tables.outbox).await
+        outbox_relay::pending(&self.client, &self.tables.outbox, self.shards.span()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

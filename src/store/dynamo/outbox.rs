@@ -1,7 +1,7 @@
 //! The outbox table: `pk` = `<reservation id>#<seq>` (see [`key`]); `event_id, type, seq,
 //! reservation_id, payload, status, attempts, next_retry_at, …`. Unsettled events (PENDING,
 //! CLAIMED) carry the sparse `pending_by_due` index attributes (`due_at` = when a relay may take it
-//! next); settled ones drop them.
+//! next, or, once claimed, when it was due); settled ones drop them.
 //!
 //! Keying by reservation and sequence lets a relay look up the event that must be settled before
 //! another one by key (one `BatchGetItem` for a whole batch) instead of a query per event.
@@ -38,7 +38,8 @@ pub fn to_item(e: &OutboxEvent, shards: u32) -> Item {
     ]);
     if matches!(e.status, OutboxStatus::Pending | OutboxStatus::Claimed) {
         item.insert("pending_shard".into(), s(shard_of(&e.id, shards)));
-        item.insert("due_at".into(), t(e.lease_until.unwrap_or(e.next_retry_at)));
+        // A claim leaves `due_at` as it was (see `outbox_relay::claim_update`).
+        item.insert("due_at".into(), t(e.next_retry_at));
     }
     for (k, v) in [
         ("lease_owner", &e.lease_owner),

@@ -1,6 +1,7 @@
 //! The relay's side of the outbox table, priced per batch rather than per event (docs/outbox.md):
 //!
-//! - **find**: one query per shard of `pending_by_due` (8, in parallel) for due events;
+//! - **find**: one query per shard of this round's window of `pending_by_due` (8 by default, in
+//!   parallel; see [`ShardRounds`]) for due events;
 //! - **order**: one consistent `BatchGetItem` for the predecessors (event `seq - 1` of the same
 //!   reservation) that are not themselves among the candidates; an event waits while its
 //!   predecessor is unsettled;
@@ -11,19 +12,20 @@
 //! first): the items DynamoDB names in the cancellation reasons are dropped and the rest retried.
 //! Every request counts in `outbox_store_requests_total{op}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 use super::errors::{cancellation_reasons, sdk_err};
 use super::item::{n, opt_t, s, t, Item};
 use super::outbox::{self, key, PENDING_BY_DUE};
 use super::requests::{batch_get_consistent, RETRY};
-use super::SHARDS;
+use super::shards::ShardRounds;
 use crate::domain::{OutboxEvent, OutboxStatus};
-use crate::store::{Settlement, StoreError};
+use crate::store::{Retention, Settlement, StoreError};
 
 /// A transaction takes at most 100 items; so does a `BatchGetItem`.
 pub const MAX_BATCH: usize = 100;
@@ -36,14 +38,21 @@ fn counted(op: &'static str) {
 pub async fn claim(
     client: &Client,
     table: &str,
+    rounds: &ShardRounds,
     owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<OutboxEvent>, StoreError> {
     let limit = limit.clamp(1, MAX_BATCH);
-    let candidates = due_candidates(client, table, now, limit).await?;
+    let (candidates, shard_of) = due_candidates(client, table, rounds, now, limit).await?;
     let waiting = unsettled_predecessors(client, table, &candidates).await?;
+    // What waits for its predecessor is read again next round (it may be free by then).
+    for id in waiting.keys() {
+        if let Some(&shard) = shard_of.get(id) {
+            rounds.mark(shard);
+        }
+    }
     let (blocked, chosen): (Vec<OutboxEvent>, Vec<OutboxEvent>) = candidates
         .into_iter()
         .partition(|e| waiting.contains_key(&e.id));
@@ -75,7 +84,7 @@ pub async fn settle(
     table: &str,
     owner: &str,
     batch: &[(OutboxEvent, Settlement)],
-    retention: chrono::Duration,
+    retention: &Retention,
 ) -> Result<Vec<String>, StoreError> {
     let mut lost = Vec::new();
     for chunk in batch.chunks(MAX_BATCH) {
@@ -95,10 +104,10 @@ pub async fn settle(
     Ok(lost)
 }
 
-/// Unsettled events, counted over the sparse index (for the pending gauge).
-pub async fn pending(client: &Client, table: &str) -> Result<usize, StoreError> {
-    let mut total = 0;
-    for shard in 0..SHARDS {
+/// Unsettled events, counted over every shard of the sparse index (for the pending gauge), the
+/// shards in parallel: the relay waits for this count on an idle tick.
+pub async fn pending(client: &Client, table: &str, span: u32) -> Result<usize, StoreError> {
+    let counts = (0..span).map(|shard| async move {
         counted("count");
         let out = client
             .query()
@@ -110,39 +119,42 @@ pub async fn pending(client: &Client, table: &str) -> Result<usize, StoreError> 
             .send()
             .await
             .map_err(sdk_err)?;
-        total += out.count() as usize;
-    }
-    Ok(total)
+        Ok::<_, StoreError>(out.count() as usize)
+    });
+    let counts: Vec<usize> = futures::stream::iter(counts)
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    Ok(counts.into_iter().sum())
 }
 
-/// Due events, oldest first (UUIDv7 ids sort by write time), at most one per reservation (its
-/// lowest `seq`: a later one waits for it anyway), at most `limit`.
+/// Due events of this round's shards, oldest first (UUIDv7 ids sort by write time), at most one
+/// per reservation (its lowest `seq`: a later one waits for it anyway), at most `limit`, with the
+/// shard each was found in. A shard that filled its page is read again next round.
 async fn due_candidates(
     client: &Client,
     table: &str,
+    rounds: &ShardRounds,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<OutboxEvent>, StoreError> {
-    let queries = (0..SHARDS).map(|shard| {
-        counted("query");
-        client
-            .query()
-            .table_name(table)
-            .index_name(PENDING_BY_DUE)
-            .key_condition_expression("pending_shard = :s AND due_at <= :now")
-            .expression_attribute_values(":s", s(shard.to_string()))
-            .expression_attribute_values(":now", t(now))
-            .limit(limit as i32)
-            .send()
-    });
+) -> Result<(Vec<OutboxEvent>, HashMap<String, u32>), StoreError> {
+    let shards = rounds.next_round();
+    let queries = shards
+        .iter()
+        .map(|&shard| due_in_shard(client, table, shard, now, limit));
     let mut all = Vec::new();
-    for out in futures::future::join_all(queries).await {
-        for item in out.map_err(sdk_err)?.items() {
-            let e = outbox::from_item(item)?;
-            if e.is_claimable(now) {
-                all.push(e);
-            }
+    let mut shard_of = HashMap::new();
+    for (out, &shard) in futures::future::join_all(queries)
+        .await
+        .into_iter()
+        .zip(&shards)
+    {
+        let (due, more) = out?;
+        if more {
+            rounds.mark(shard);
         }
+        shard_of.extend(due.iter().map(|e| (e.id.clone(), shard)));
+        all.extend(due);
     }
     let mut first: HashMap<String, u64> = HashMap::new();
     for e in &all {
@@ -152,7 +164,15 @@ async fn due_candidates(
     all.retain(|e| first[&e.reservation_id] == e.seq);
     all.sort_by(|a, b| a.id.cmp(&b.id));
     all.truncate(limit);
-    Ok(all)
+    // A claimable event left out of this round (a later one of its reservation, or past the
+    // batch) is read again next round.
+    let kept: HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    for (id, &shard) in &shard_of {
+        if !kept.contains(id.as_str()) {
+            rounds.mark(shard);
+        }
+    }
+    Ok((all, shard_of))
 }
 
 /// The candidates whose predecessor is still unsettled, read consistently in one
@@ -211,6 +231,50 @@ async fn unsettled_predecessors(
     Ok(waiting)
 }
 
+/// Pages of `pending_by_due` read per shard and round, at most: a claimed event stays in range
+/// while its lease lasts (its claim leaves `due_at`), so a page may start with other relays'
+/// claims, and the next page has what is claimable.
+const PAGES_PER_SHARD: usize = 3;
+
+/// The claimable events of one shard (up to `limit`), and whether the shard may have more.
+async fn due_in_shard(
+    client: &Client,
+    table: &str,
+    shard: u32,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<(Vec<OutboxEvent>, bool), StoreError> {
+    let mut due = Vec::new();
+    let mut start = None;
+    for _ in 0..PAGES_PER_SHARD {
+        counted("query");
+        let out = client
+            .query()
+            .table_name(table)
+            .index_name(PENDING_BY_DUE)
+            .key_condition_expression("pending_shard = :s AND due_at <= :now")
+            .expression_attribute_values(":s", s(shard.to_string()))
+            .expression_attribute_values(":now", t(now))
+            .limit(MAX_BATCH as i32)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        for item in out.items() {
+            let e = outbox::from_item(item)?;
+            if e.is_claimable(now) {
+                due.push(e);
+            }
+        }
+        let full = out.items().len() >= MAX_BATCH;
+        match out.last_evaluated_key() {
+            Some(k) if full && due.len() < limit => start = Some(k.clone()),
+            _ => return Ok((due, full)),
+        }
+    }
+    Ok((due, true))
+}
+
 fn claim_update(
     table: &str,
     e: &OutboxEvent,
@@ -219,13 +283,13 @@ fn claim_update(
     lease_until: DateTime<Utc>,
 ) -> Result<Update, StoreError> {
     // `attempts` as read: a candidate another relay settled and re-queued meanwhile is skipped
-    // rather than claimed with a stale count.
+    // rather than claimed with a stale count. `due_at` stays: moving the index's sort key would
+    // write the index twice (a delete and a put); a claimed event stays in range and readers skip
+    // it while its lease lasts (docs/outbox.md, "Index writes per event").
     Update::builder()
         .table_name(table)
         .key("pk", s(key(&e.reservation_id, e.seq)))
-        .update_expression(
-            "SET #status = :claimed, lease_owner = :owner, lease_until = :until, due_at = :until",
-        )
+        .update_expression("SET #status = :claimed, lease_owner = :owner, lease_until = :until")
         .condition_expression(
             "attempts = :attempts AND ((#status = :pending AND next_retry_at <= :now) \
              OR (#status = :claimed AND lease_until <= :now))",
@@ -263,12 +327,17 @@ fn defer_update(table: &str, e: &OutboxEvent, after: DateTime<Utc>) -> Result<Up
         .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
+/// When DynamoDB's TTL removes an event that went FAILED at `at` (unless redriven before).
+pub fn failed_ttl(at: DateTime<Utc>, retention: &Retention) -> i64 {
+    (at + retention.failed).timestamp() + 1
+}
+
 fn settle_update(
     table: &str,
     e: &OutboxEvent,
     owner: &str,
     how: &Settlement,
-    retention: chrono::Duration,
+    retention: &Retention,
 ) -> Result<Update, StoreError> {
     let u = Update::builder()
         .table_name(table)
@@ -286,7 +355,7 @@ fn settle_update(
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":published", s(OutboxStatus::Published.as_str()))
             .expression_attribute_values(":at", t(*at))
-            .expression_attribute_values(":ttl", n((*at + retention).timestamp() + 1))
+            .expression_attribute_values(":ttl", n((*at + retention.outbox).timestamp() + 1))
             .expression_attribute_values(":one", n(1)),
         Settlement::Retry {
             attempts,
@@ -303,9 +372,11 @@ fn settle_update(
             .expression_attribute_values(":error", s(error)),
         Settlement::Failed { attempts, error } => u
             .update_expression(
-                "SET #status = :failed, attempts = :attempts, last_error = :error \
+                "SET #status = :failed, attempts = :attempts, last_error = :error, #ttl = :ttl \
                  REMOVE pending_shard, due_at, lease_owner, lease_until",
             )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", n(failed_ttl(Utc::now(), retention)))
             .expression_attribute_values(":failed", s(OutboxStatus::Failed.as_str()))
             .expression_attribute_values(":attempts", n(attempts))
             .expression_attribute_values(":error", s(error)),

@@ -1,12 +1,13 @@
 //! The reservations table: `pk` = reservation_id, `sk` = event_id. A HOLD carries the sparse
 //! `holds_by_expiry` index attributes; every other status drops them.
 
-use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::errors::sdk_err;
 use super::item::{get_list, get_n, get_s, get_t, list, n, opt_s, s, shard_of, t, Item};
+use super::shards::ShardRounds;
 use crate::domain::{Reservation, ReservationStatus};
 use crate::store::StoreError;
 
@@ -103,17 +104,19 @@ pub fn put_transition(
         .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
-/// The HOLDs due at `now`, soonest first, at most `limit`: one query per shard of
-/// `holds_by_expiry`, in parallel.
+/// HOLDs due at `now`, soonest first, at most `limit`: one query per shard of this round's window
+/// of `holds_by_expiry` (see [`ShardRounds`]), in parallel. A shard that filled its page is read
+/// again next round.
 pub async fn due_holds(
     client: &Client,
     table: &str,
-    shards: u32,
+    rounds: &ShardRounds,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<Reservation>, StoreError> {
-    let per_shard = limit.div_ceil(shards as usize).max(1) as i32;
-    let queries = (0..shards).map(|shard| {
+    let shards = rounds.next_round();
+    let per_shard = limit.div_ceil(shards.len()).max(1) as i32;
+    let queries = shards.iter().map(|shard| {
         client
             .query()
             .table_name(table)
@@ -125,14 +128,61 @@ pub async fn due_holds(
             .send()
     });
     let mut due = Vec::new();
-    for out in futures::future::join_all(queries).await {
-        for item in out.map_err(sdk_err)?.items() {
+    for (out, &shard) in futures::future::join_all(queries)
+        .await
+        .into_iter()
+        .zip(&shards)
+    {
+        let out = out.map_err(sdk_err)?;
+        if out.items().len() >= per_shard as usize {
+            rounds.mark(shard);
+        }
+        for item in out.items() {
             due.push(from_item(item)?);
         }
     }
     due.sort_by_key(|r| r.hold_expires_at);
     due.truncate(limit);
     Ok(due)
+}
+
+/// A HOLD the sweeper could not expire: due again at `Some(at)` in `holds_by_expiry`, or (`None`)
+/// out of the index for good, with a `ttl` of `failed` after its hold's end. False if it is no
+/// longer HOLD at its version.
+pub async fn defer_expiry(
+    client: &Client,
+    table: &str,
+    r: &Reservation,
+    retry_at: Option<DateTime<Utc>>,
+    failed: chrono::Duration,
+) -> Result<bool, StoreError> {
+    let u = client
+        .update_item()
+        .table_name(table)
+        .key("pk", s(&r.id))
+        .key("sk", s(&r.event_id))
+        .condition_expression("#status = :hold AND #version = :v AND attribute_exists(expiry_at)")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":hold", s(ReservationStatus::Hold.as_str()))
+        .expression_attribute_values(":v", n(r.version));
+    let u = match retry_at {
+        Some(at) => u
+            .update_expression("SET expiry_at = :at")
+            .expression_attribute_values(":at", t(at)),
+        None => u
+            .update_expression(
+                "SET #ttl = :ttl, expiry_abandoned = :yes REMOVE expiry_shard, expiry_at",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", n((r.hold_expires_at + failed).timestamp() + 1))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true)),
+    };
+    match u.send().await {
+        Ok(_) => Ok(true),
+        Err(e) if super::errors::is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(sdk_err(e)),
+    }
 }
 
 #[cfg(test)]

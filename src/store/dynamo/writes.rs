@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use aws_sdk_dynamodb::Client;
 
 use super::requests::{request_token, transact};
-use super::{idempotency, orders, outbox, reservations, TableNames, SHARDS};
+use super::{idempotency, orders, outbox, reservations, TableNames};
 use crate::domain::{OutboxEvent, Reservation};
 use crate::idempotency::IdempotencyCompletion;
 use crate::store::{ConflictKind, StoreError, Transition};
@@ -14,16 +14,17 @@ use crate::store::{ConflictKind, StoreError, Transition};
 pub async fn create_hold(
     client: &Client,
     tables: &TableNames,
+    shards: u32,
     r: &Reservation,
     event: &OutboxEvent,
     completion: Option<&IdempotencyCompletion>,
 ) -> Result<(), StoreError> {
     let mut items = vec![
         TransactWriteItem::builder()
-            .put(reservations::put_new(&tables.reservations, r, SHARDS)?)
+            .put(reservations::put_new(&tables.reservations, r, shards)?)
             .build(),
         TransactWriteItem::builder()
-            .put(outbox::put_new(&tables.outbox, event, SHARDS)?)
+            .put(outbox::put_new(&tables.outbox, event, shards)?)
             .build(),
     ];
     let mut kinds = vec![
@@ -47,6 +48,7 @@ pub async fn create_hold(
 pub async fn transition(
     client: &Client,
     tables: &TableNames,
+    shards: u32,
     tr: Transition<'_>,
     retention: chrono::Duration,
 ) -> Result<(), StoreError> {
@@ -55,7 +57,7 @@ pub async fn transition(
             &tables.reservations,
             tr.next,
             tr.expected_version,
-            SHARDS,
+            shards,
             retention,
         )?)
         .build()];
@@ -71,7 +73,7 @@ pub async fn transition(
     }
     items.push(
         TransactWriteItem::builder()
-            .put(outbox::put_new(&tables.outbox, tr.event, SHARDS)?)
+            .put(outbox::put_new(&tables.outbox, tr.event, shards)?)
             .build(),
     );
     kinds.push(ConflictKind::StaleReservation);

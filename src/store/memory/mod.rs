@@ -38,6 +38,9 @@ struct State {
     outbox: BTreeMap<Shared, StoredEvent>,
     /// HOLDs by expiry, for the sweeper.
     holds: BTreeSet<(DateTime<Utc>, Shared)>,
+    /// HOLDs the sweeper could not expire: due again at `Some(at)` (their entry in `holds`), or
+    /// given up on (`None`: out of `holds`, removed after `Retention::failed` from their end).
+    deferred: BTreeMap<Shared, Option<DateTime<Utc>>>,
     /// Unsettled event ids; UUIDv7 ids sort by write time.
     unsettled: BTreeSet<Shared>,
     by_reservation: BTreeMap<Shared, Vec<Shared>>,
@@ -200,6 +203,9 @@ impl Store for MemoryStore {
         if let Some(old) = reservations.insert(id.clone(), next) {
             s.holds.remove(&(old.hold_expires_at, id.clone()));
         }
+        if let Some(Some(at)) = s.deferred.remove(&id) {
+            s.holds.remove(&(at, id.clone()));
+        }
         if t.next.status == ReservationStatus::Hold {
             s.holds.insert((t.next.hold_expires_at, id));
         } else {
@@ -259,6 +265,39 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn defer_expiry(
+        &self,
+        r: &Reservation,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let id = match s.reservations.get_key_value(r.id.as_str()) {
+            Some((id, cur))
+                if cur.status == ReservationStatus::Hold && cur.version == r.version =>
+            {
+                id.clone()
+            }
+            _ => return Ok(false),
+        };
+        let now_at = match s.deferred.get(&id) {
+            Some(Some(at)) => *at,
+            Some(None) => return Ok(true),
+            None => r.hold_expires_at,
+        };
+        s.holds.remove(&(now_at, id.clone()));
+        match retry_at {
+            Some(at) => {
+                s.holds.insert((at, id.clone()));
+            }
+            None => {
+                let at = r.hold_expires_at + s.retention.failed;
+                s.expiring.insert((at, Expiring::Reservation, id.clone()));
+            }
+        }
+        s.deferred.insert(id, retry_at);
+        Ok(true)
+    }
+
     async fn claim_events(
         &self,
         owner: &str,
@@ -312,6 +351,27 @@ impl Store for MemoryStore {
             .get(reservation_id)
             .map(|ids| ids.iter().filter_map(|id| s.event(id)).collect())
             .unwrap_or_default())
+    }
+
+    async fn failed_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let s = self.lock();
+        let mut failed: Vec<OutboxEvent> = s
+            .outbox
+            .iter()
+            .filter(|(_, e)| e.status == OutboxStatus::Failed)
+            .map(|(id, e)| e.to_domain(id))
+            .collect();
+        failed.sort_by(|a, b| a.id.cmp(&b.id));
+        failed.truncate(limit);
+        Ok(failed)
+    }
+
+    async fn redrive_event(
+        &self,
+        event: &OutboxEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock().redrive(&event.id, now))
     }
 
     async fn pending_events(&self) -> Result<usize, StoreError> {

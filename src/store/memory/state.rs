@@ -121,6 +121,8 @@ impl State {
                 e.status = OutboxStatus::Failed;
                 e.attempts = attempts;
                 e.last_error = Some(error.into_boxed_str());
+                let until = Utc::now() + self.retention.failed;
+                self.expiring.insert((until, Expiring::Outbox, key));
                 true
             }
         };
@@ -152,12 +154,32 @@ impl State {
         }
     }
 
+    /// Put a FAILED event back to PENDING, due at `now`, with no attempts; false if it is not
+    /// FAILED.
+    pub(super) fn redrive(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+        let Some((key, e)) = self.outbox.get_key_value(id) else {
+            return false;
+        };
+        if e.status != OutboxStatus::Failed {
+            return false;
+        }
+        let key = key.clone();
+        if let Some(e) = self.outbox.get_mut(id) {
+            e.status = OutboxStatus::Pending;
+            e.attempts = 0;
+            e.next_retry_at = now;
+        }
+        self.unsettled.insert(key);
+        true
+    }
+
     pub(super) fn purge_event(&mut self, id: &str) {
-        // Only PUBLISHED events go; a FAILED one stays for operators.
+        // Settled events go: PUBLISHED after its retention, FAILED after the longer one (a
+        // redriven event, unsettled again, stays).
         if !self
             .outbox
             .get(id)
-            .is_some_and(|e| e.status == OutboxStatus::Published)
+            .is_some_and(|e| matches!(e.status, OutboxStatus::Published | OutboxStatus::Failed))
         {
             return;
         }
@@ -173,13 +195,16 @@ impl State {
     }
 
     pub(super) fn purge_reservation(&mut self, id: &str, now: DateTime<Utc>) {
-        let retention = self.retention.reservations;
-        let due = self.reservations.get(id).is_some_and(|r| {
-            r.status != ReservationStatus::Hold && r.updated_at + retention <= now
+        let (retention, failed) = (self.retention.reservations, self.retention.failed);
+        let abandoned = matches!(self.deferred.get(id), Some(None));
+        let due = self.reservations.get(id).is_some_and(|r| match r.status {
+            ReservationStatus::Hold => abandoned && r.hold_expires_at + failed <= now,
+            _ => r.updated_at + retention <= now,
         });
         if !due {
             return;
         }
+        self.deferred.remove(id);
         let Some((key, r)) = self.reservations.remove_entry(id) else {
             return;
         };

@@ -128,7 +128,8 @@ impl Bench {
             if self.writer.pending_events().await.unwrap() == 0 {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Each look is a count over every index shard (64): not so often that it starves moto.
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         false
     }
