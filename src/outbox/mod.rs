@@ -7,6 +7,7 @@
 pub mod eventbridge;
 pub mod log_sink;
 pub mod relay;
+pub mod round_size;
 
 use async_trait::async_trait;
 
