@@ -7,6 +7,7 @@
 
 mod client;
 mod hold;
+mod intent;
 pub mod layout;
 mod reads;
 mod sale;

@@ -208,7 +208,7 @@ impl DynamoSeats {
         {
             return Ok(None);
         }
-        if micros(now) - at < super::hold::LEASE_US {
+        if micros(now) - at < super::intent::LEASE_US {
             return Err(unavailable("the hold is still being placed; try again"));
         }
         let u = self
