@@ -797,7 +797,7 @@ async fn cluster_a_rush_on_four_inventories_never_hears_no_and_a_sell_out_says_n
     let mut catalog = Catalog::single(hot, 10_000, 1000);
     catalog
         .events
-        .extend(Catalog::single(sell, 10_000, 1000).events);
+        .extend(Catalog::single(sell, SELL_SEATS as u32, 1000).events);
     let cluster = Cluster::new(endpoint(), &catalog).await;
     cluster.seed(&cluster.catalog).expect("seed");
     let mut procs = Vec::new();
