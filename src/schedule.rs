@@ -72,6 +72,16 @@ where
     }
 }
 
+/// The bounds of [`retry_after_secs`], in seconds.
+pub const RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = 1..=3;
+
+/// The `Retry-After` of a 503/504 (and the wait a peer's UNAVAILABLE suggests): uniform over
+/// [`RETRY_AFTER_SECS`], so that a crowd told to come back does not come back in the same second.
+pub fn retry_after_secs() -> u64 {
+    use rand::Rng;
+    rand::rng().random_range(RETRY_AFTER_SECS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +126,21 @@ mod tests {
         })
         .await;
         assert_eq!(rounds, 3);
+    }
+
+    #[test]
+    fn retry_after_varies_within_its_bounds() {
+        let seen: std::collections::BTreeSet<u64> =
+            (0..1000).map(|_| super::retry_after_secs()).collect();
+        assert!(
+            seen.iter().all(|s| super::RETRY_AFTER_SECS.contains(s)),
+            "{seen:?}"
+        );
+        assert!(seen.len() > 1, "jittered: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            3,
+            "every second of the window is used: {seen:?}"
+        );
     }
 }

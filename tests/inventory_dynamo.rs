@@ -610,3 +610,504 @@ async fn cluster_an_inventory_killed_mid_burst_strands_no_seat_and_sells_none_tw
         "{r:?}"
     );
 }
+
+/// A create with a given key: (status, body, Retry-After).
+async fn create_keyed(
+    http: &reqwest::Client,
+    api_port: u16,
+    user: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Value, Option<u64>) {
+    let r = http
+        .post(format!("http://127.0.0.1:{api_port}/v1/reservations"))
+        .bearer_auth(jwt::mint(SECRET.as_bytes(), user, 3600))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("the API answers");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, r.json().await.unwrap_or_default(), retry)
+}
+
+/// [`create_keyed`], or `None` if the request got no answer.
+async fn try_create(
+    http: &reqwest::Client,
+    api_port: u16,
+    user: &str,
+    key: &str,
+    body: &Value,
+) -> Option<(u16, Value, Option<u64>)> {
+    let r = http
+        .post(format!("http://127.0.0.1:{api_port}/v1/reservations"))
+        .bearer_auth(jwt::mint(SECRET.as_bytes(), user, 3600))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    Some((status, r.json().await.unwrap_or_default(), retry))
+}
+
+/// The sum of `inventory_hold_races_lost_total` over the inventories' metrics endpoints.
+async fn races_lost(http: &reqwest::Client, metrics: &[String]) -> u64 {
+    let mut total = 0;
+    for m in metrics {
+        let text = http
+            .get(format!("http://{m}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("inventory_hold_races_lost_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+    }
+    total
+}
+
+/// Every seat of the event's rows that the table shows held now: seat id → holder.
+async fn table_holders(
+    endpoint: &str,
+    table: &str,
+    event: &str,
+) -> std::collections::HashMap<String, String> {
+    let client = Cluster::client_for(endpoint).await;
+    let now_us = Utc::now().timestamp_micros();
+    let prefix = format!("EVT#{event}#ROW#");
+    let mut out = std::collections::HashMap::new();
+    let items: Vec<_> = client
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    for item in items {
+        let item = item.expect("scan");
+        let Some(AttributeValue::S(pk)) = item.get("pk") else {
+            continue;
+        };
+        let Some(row) = pk.strip_prefix(&prefix) else {
+            continue;
+        };
+        for (name, v) in &item {
+            let Some(k) = name.strip_prefix('u') else {
+                continue;
+            };
+            let until: i64 = v.as_n().unwrap().parse().unwrap();
+            if until > now_us {
+                let who = item[&format!("h{k}")].as_s().unwrap().clone();
+                assert!(out.insert(format!("{row}-{k}"), who).is_none());
+            }
+        }
+    }
+    out
+}
+
+/// The table against the 201s: every reservation the table shows holding holds exactly one pair
+/// (so none holds a second set), and every 201's seats are its own. Returns the pairs held.
+fn check_holders(
+    holders: &std::collections::HashMap<String, String>,
+    held: &[&(String, Vec<String>)],
+) -> usize {
+    let mut by_rsv: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for who in holders.values() {
+        *by_rsv.entry(who).or_default() += 1;
+    }
+    assert!(
+        by_rsv.values().all(|n| *n == 2),
+        "a reservation holding other than one pair"
+    );
+    for (rsv, seats) in held {
+        for seat in seats {
+            assert_eq!(holders.get(seat), Some(rsv), "{seat} is {rsv}'s alone");
+        }
+    }
+    by_rsv.len()
+}
+
+/// `n` concurrent creates of `qty` seats each over the APIs, a 503 retried (same key) until it
+/// is answered otherwise; `on_409` runs on each 409. Answers: 201 (reservation, seats) or status.
+async fn rush(
+    http: &reqwest::Client,
+    apis: &[u16],
+    event: &str,
+    n: usize,
+    on_409: impl Fn() -> futures::future::BoxFuture<'static, ()> + Sync,
+) -> (Vec<Result<(String, Vec<String>), u16>>, usize) {
+    let retried = std::sync::atomic::AtomicUsize::new(0);
+    let answers = join_all((0..n).map(|i| {
+        let (api, retried, on_409) = (apis[i % apis.len()], &retried, &on_409);
+        async move {
+            let body = json!({"event_id": event, "qty": 2});
+            let (user, key) = (format!("fan{i}"), uuid::Uuid::new_v4().to_string());
+            loop {
+                // A connection refused or reset by a busy API is asked again, with the same key.
+                let Some((status, v, _)) = try_create(http, api, &user, &key, &body).await else {
+                    retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                match status {
+                    201 => {
+                        let seats = serde_json::from_value(v["seat_ids"].clone()).unwrap();
+                        return Ok((v["reservation_id"].as_str().unwrap().to_owned(), seats));
+                    }
+                    // "I don't know" (503, 504 when serial moto queues past the deadline, or the
+                    // first try still in flight): a client asks again with the same key.
+                    503 | 504 => {
+                        retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    409 if v["error"]["code"] == "IDEMPOTENCY_CONFLICT" => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    409 => {
+                        assert_eq!(v["error"]["code"], "INVENTORY_CONFLICT", "{v}");
+                        on_409().await;
+                        return Err(409);
+                    }
+                    s => {
+                        eprintln!("create answered {s}: {v}");
+                        return Err(s);
+                    }
+                }
+            }
+        }
+    }))
+    .await;
+    (answers, retried.into_inner())
+}
+
+/// The sell-out's hall: 6,000 pairs on 10,000 seats take ~10 min on one serial moto, so the
+/// sell-out runs at a tenth of that size (the same shape: 6 pairs asked for every 5 seats).
+const SELL_SEATS: usize = 1000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto: run ./run_local.sh test"]
+async fn cluster_a_rush_on_four_inventories_never_hears_no_and_a_sell_out_says_no_only_when_full() {
+    let (hot, sell) = ("evt_rush", "evt_sellout");
+    let mut catalog = Catalog::single(hot, 10_000, 1000);
+    catalog
+        .events
+        .extend(Catalog::single(sell, SELL_SEATS as u32, 1000).events);
+    let cluster = Cluster::new(endpoint(), &catalog).await;
+    cluster.seed(&cluster.catalog).expect("seed");
+    let mut procs = Vec::new();
+    let (mut apis, mut metrics) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let (inv, api, m) = (free_port(), free_port(), free_port());
+        let m = format!("127.0.0.1:{m}");
+        procs.push(cluster.inventory_with(inv, &["--metrics-listen", &m]));
+        metrics.push(m);
+        // One API per inventory, so that all four take holds of the same event.
+        procs.push(cluster.api(api, inv, 600));
+        apis.push(api);
+    }
+    let http = http();
+
+    // 2,000 pairs on 10,000 seats: never short, so never a "no".
+    let started = Instant::now();
+    let no_409 = || -> futures::future::BoxFuture<'static, ()> { Box::pin(async {}) };
+    let (answers, retried) = rush(&http, &apis, hot, 2000, no_409).await;
+    let lost = races_lost(&http, &metrics).await;
+    eprintln!(
+        "rush: 2,000 pairs in {:?}; races lost {lost} ({:.3} per hold); retried (503, 504, no answer) {retried}",
+        started.elapsed(),
+        lost as f64 / 2000.0
+    );
+    let refused: Vec<u16> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err().copied())
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "zero INVENTORY_CONFLICT, all held: {refused:?}"
+    );
+    let holders = table_holders(&cluster.endpoint, &cluster.tables.seats, hot).await;
+    let held: Vec<_> = answers.iter().flatten().collect();
+    let pairs = check_holders(&holders, &held);
+    // A create whose answer was lost (504 past the deadline on a queued moto) keeps its hold
+    // until it runs out, as the rules say; its retry is a new reservation.
+    eprintln!("rush: {pairs} pairs in the table for 2,000 answered 201");
+    assert!(pairs >= 2000);
+
+    // A sell-out: 6 pairs asked for every 5 seated. The first 409 finds the table full.
+    let started = Instant::now();
+    let checked = std::sync::Arc::new(tokio::sync::OnceCell::new());
+    let (endpoint, tables) = (cluster.endpoint.clone(), cluster.tables.clone());
+    let on_409 = move || -> futures::future::BoxFuture<'static, ()> {
+        let (checked, endpoint, seats) = (checked.clone(), endpoint.clone(), tables.seats.clone());
+        Box::pin(async move {
+            checked
+                .get_or_init(|| async move {
+                    let held = table_holders(&endpoint, &seats, "evt_sellout").await.len();
+                    let free = SELL_SEATS - held;
+                    assert_eq!(held, SELL_SEATS, "a 409 while {free} seats were free");
+                })
+                .await;
+        })
+    };
+    let (answers, retried) = rush(&http, &apis, sell, SELL_SEATS * 6 / 10, on_409).await;
+    let held: Vec<_> = answers.iter().flatten().collect();
+    let refused: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    eprintln!(
+        "sell-out: {} pairs in {:?}: {} held, {} refused, retried (503, 504, no answer) {retried}",
+        SELL_SEATS * 6 / 10,
+        started.elapsed(),
+        held.len(),
+        refused.len()
+    );
+    assert!(refused.iter().all(|s| **s == 409), "{refused:?}");
+    assert!(held.len() <= SELL_SEATS / 2);
+    let holders = table_holders(&cluster.endpoint, &cluster.tables.seats, sell).await;
+    assert_eq!(holders.len(), SELL_SEATS, "the hall is full");
+    let pairs = check_holders(&holders, &held);
+    assert_eq!(pairs, SELL_SEATS / 2);
+}
+
+/// A test-only HTTP proxy in front of moto: while `refuse` is on it answers every `UpdateItem` of
+/// a row item with `ConditionalCheckFailedException`, so an inventory behind it loses every race
+/// (to nobody); everything else goes through.
+async fn refusing_proxy(
+    moto: String,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (client, moto, refuse) = (client.clone(), moto.clone(), refuse.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let target = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let row = String::from_utf8_lossy(&body).contains("#ROW#");
+            if refuse.load(std::sync::atomic::Ordering::SeqCst)
+                && target.ends_with(".UpdateItem")
+                && row
+            {
+                let ccf = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
+                return (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    [("content-type", "application/x-amz-json-1.0")],
+                    ccf,
+                )
+                    .into_response();
+            }
+            let mut headers = parts.headers.clone();
+            headers.remove("host");
+            let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let r = client
+                .request(parts.method, format!("{moto}{path}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let headers = r.headers().clone();
+            let bytes = r.bytes().await.unwrap();
+            let mut out = (status, bytes).into_response();
+            for (k, v) in &headers {
+                if k != "content-length" && k != "transfer-encoding" {
+                    out.headers_mut().insert(k, v.clone());
+                }
+            }
+            out
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    at
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto: run ./run_local.sh test"]
+async fn cluster_a_create_that_loses_every_race_is_503_with_retry_after_and_its_retry_holds() {
+    let event = "evt_contended";
+    let cluster = Cluster::new(endpoint(), &Catalog::single(event, 100, 1000)).await;
+    cluster.seed(&cluster.catalog).expect("seed");
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let proxy = refusing_proxy(cluster.endpoint.clone(), refuse.clone()).await;
+    let (inv, api) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{inv}");
+    let child = cluster
+        .command(&["inventory", "--listen", &listen])
+        .env("INVENTORY_STORE", "dynamodb")
+        .env("DYNAMODB_ENDPOINT", &proxy)
+        .spawn()
+        .expect("inventory starts");
+    let _inv = Proc(child);
+    wait_port(inv);
+    let _api = cluster.api(api, inv, 300);
+    let http = http();
+    let body = json!({"event_id": event, "qty": 2});
+
+    // Every row write refused while the hall is empty: "I don't know", twice, never "no".
+    for _ in 0..2 {
+        let (status, v, retry) = create_keyed(&http, api, "fan", "the-key", &body).await;
+        assert_eq!(status, 503, "{v}");
+        assert_eq!(v["error"]["code"], "UPSTREAM_UNAVAILABLE", "{v}");
+        let retry = retry.expect("Retry-After");
+        assert!((1..=3).contains(&retry), "{retry}");
+    }
+    // Contention gone: the same key holds.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, v, _) = create_keyed(&http, api, "fan", "the-key", &body).await;
+    assert_eq!(status, 201, "{v}");
+    let seats = v["seat_ids"].as_array().unwrap().len();
+    assert_eq!(seats, 2);
+    let (again, replay, _) = create_keyed(&http, api, "fan", "the-key", &body).await;
+    assert_eq!(
+        (again, &replay["reservation_id"]),
+        (201, &v["reservation_id"])
+    );
+    let now_us = Utc::now().timestamp_micros();
+    assert_eq!(cluster.table_counts(event, now_us).await, (98, 2, 0));
+}
+
+/// The seats table on moto, seeded with `catalog`, and its engine.
+async fn seats_engine(
+    catalog: &Catalog,
+) -> (
+    aws_sdk_dynamodb::Client,
+    TableNames,
+    reservation_api::inventory::dynamo::DynamoSeats,
+) {
+    let client = Cluster::client_for(&endpoint()).await;
+    let tables = TableNames::prefixed(&format!("t{}-", uuid::Uuid::now_v7().simple()));
+    dynamo::tables::create_missing(&client, &tables)
+        .await
+        .expect("tables");
+    reservation_api::inventory::dynamo::seed::seed(&client, &tables.seats, catalog)
+        .await
+        .expect("seed");
+    let engine =
+        reservation_api::inventory::dynamo::DynamoSeats::new(client.clone(), tables.seats.clone());
+    (client, tables, engine)
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run ./run_local.sh test"]
+async fn finished_holds_carry_a_ttl_and_a_rows_run_out_seats_go_at_its_next_write() {
+    use reservation_api::inventory::seats::SeatEngine;
+    use reservation_api::inventory::{CommitRequest, HoldRequest, ReleaseReason, ReleaseRequest};
+    let event = "evt_ttl";
+    let (client, tables, engine) = seats_engine(&Catalog::single(event, 20, 1000)).await;
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&tables.seats)
+        .send()
+        .await
+        .unwrap();
+    let spec = ttl.time_to_live_description.unwrap();
+    assert_eq!(spec.attribute_name.as_deref(), Some("ttl"));
+    let now = Utc::now();
+    let hold = |rsv: &str, seat: &str, secs: i64| HoldRequest {
+        reservation_id: rsv.into(),
+        event_id: event.into(),
+        seat_ids: vec![seat.into()],
+        qty: 1,
+        user_id: "u".into(),
+        hold_expires_at: now + chrono::Duration::seconds(secs),
+        idempotency_key: rsv.into(),
+    };
+    for (rsv, seat, secs) in [
+        ("short", "R0-1", 1),
+        ("sold", "R0-2", 600),
+        ("gone", "R0-3", 600),
+    ] {
+        let r = engine.reserve(&hold(rsv, seat, secs), now).await.unwrap();
+        assert!(r.state.is_some(), "{r:?}");
+    }
+    let commit = CommitRequest {
+        reservation_id: "sold".into(),
+        event_id: event.into(),
+        seat_ids: vec![],
+        qty: 0,
+        payment_intent_id: "pay".into(),
+        user_id: "u".into(),
+        idempotency_key: "c".into(),
+    };
+    engine.commit(&commit, now).await.unwrap();
+    let release = ReleaseRequest {
+        reservation_id: "gone".into(),
+        event_id: event.into(),
+        seat_ids: vec![],
+        qty: 0,
+        reason: ReleaseReason::Cancelled,
+        idempotency_key: "r".into(),
+    };
+    engine.release(&release, now).await.unwrap();
+
+    let get = |pk: String| {
+        let (client, table) = (client.clone(), tables.seats.clone());
+        async move {
+            client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap()
+        }
+    };
+    let week = 7 * 86_400;
+    let now_s = now.timestamp();
+    for (rsv, state, end) in [
+        ("sold", "COMMITTED", now_s),
+        ("gone", "RELEASED", now_s),
+        ("short", "ACTIVE", now_s + 1),
+    ] {
+        let item = get(format!("EVT#{event}#HOLD#{rsv}")).await;
+        assert_eq!(item["state"].as_s().unwrap(), state);
+        let ttl: i64 = item["ttl"].as_n().unwrap().parse().unwrap();
+        assert!(
+            (end + week - 1..=end + week + 1).contains(&ttl),
+            "{rsv}: {ttl}"
+        );
+    }
+
+    // Past the short hold's end, the next hold in row R0 removes its u1/h1; the sale stays.
+    let before = get(format!("EVT#{event}#ROW#R0")).await;
+    assert!(before.contains_key("u1") && before.contains_key("h1"));
+    let later = now + chrono::Duration::seconds(5);
+    let r = engine
+        .reserve(&hold("next", "R0-5", 600), later)
+        .await
+        .unwrap();
+    assert!(r.state.is_some(), "{r:?}");
+    let after = get(format!("EVT#{event}#ROW#R0")).await;
+    assert!(
+        !after.contains_key("u1") && !after.contains_key("h1"),
+        "{after:?}"
+    );
+    assert!(
+        after.contains_key("u2") && after.contains_key("u5"),
+        "{after:?}"
+    );
+}

@@ -138,7 +138,7 @@ impl GrpcInventory {
                         resilience::code_name(s.code()),
                         s.message()
                     ),
-                    retry_after_secs: 1,
+                    retry_after_secs: crate::schedule::retry_after_secs(),
                 }
             }
             CallError::Failed(s) => InventoryError::Internal(format!(

@@ -83,7 +83,7 @@ pub fn lookup_outcome(r: GetPaymentStatusResponse) -> Result<Option<PaymentRecor
         ) => Ok(None),
         Some(ErrorCode::Unavailable | ErrorCode::RateLimited) => Err(PaymentError::Unavailable {
             message: "the payment service is unavailable".into(),
-            retry_after_secs: 1,
+            retry_after_secs: crate::schedule::retry_after_secs(),
         }),
         Some(ErrorCode::Timeout | ErrorCode::UpstreamTimeout) => Err(PaymentError::Timeout),
         Some(code) => Err(PaymentError::Internal(format!(
@@ -157,7 +157,7 @@ impl Payments for GrpcPayments {
             Err(CallError::Failed(s)) if resilience::is_peer_failure(s.code()) => {
                 Err(PaymentError::Unavailable {
                     message: format!("GetPaymentStatus: {}", resilience::code_name(s.code())),
-                    retry_after_secs: 1,
+                    retry_after_secs: crate::schedule::retry_after_secs(),
                 })
             }
             Err(CallError::Failed(s)) => Err(PaymentError::Internal(format!(

@@ -280,7 +280,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::IdempotencyInFlight => Self::idempotency_in_flight(),
             // The call may have happened: the same request with the same key settles it.
             ServiceError::UpstreamTimeout(_) => Self {
-                retry_after: Some(1),
+                retry_after: Some(crate::schedule::retry_after_secs()),
                 ..Self::new(S::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT", msg)
             },
             ServiceError::UpstreamUnavailable {

@@ -72,7 +72,7 @@ pub(super) fn unknown_outcome(e: &StoreError) -> ServiceError {
         StoreError::Timeout => ServiceError::UpstreamTimeout("the store"),
         _ => ServiceError::UpstreamUnavailable {
             dependency: "the store",
-            retry_after_secs: 1,
+            retry_after_secs: crate::schedule::retry_after_secs(),
         },
     }
 }

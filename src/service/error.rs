@@ -67,7 +67,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Timeout => Self::UpstreamTimeout("the store"),
             StoreError::Unavailable(_) => Self::UpstreamUnavailable {
                 dependency: "the store",
-                retry_after_secs: 1,
+                retry_after_secs: crate::schedule::retry_after_secs(),
             },
             StoreError::Conflict(ConflictKind::IdempotencyLost) => Self::IdempotencyInFlight,
             e => Self::Internal(e.to_string()),

@@ -23,7 +23,7 @@ pub(super) fn add_seat_page(
             ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::QuotaExceeded => {
                 Err(InventoryError::Unavailable {
                     message: e.message.clone(),
-                    retry_after_secs: 1,
+                    retry_after_secs: crate::schedule::retry_after_secs(),
                 })
             }
             code => Err(InventoryError::Internal(format!(
@@ -95,7 +95,7 @@ pub fn hold_outcome(r: ReserveSeatResponse) -> Result<HoldOutcome, InventoryErro
             ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::QuotaExceeded => {
                 Err(InventoryError::Unavailable {
                     message: msg,
-                    retry_after_secs: 1,
+                    retry_after_secs: crate::schedule::retry_after_secs(),
                 })
             }
             ErrorCode::Timeout | ErrorCode::UpstreamTimeout => Err(InventoryError::Timeout),

@@ -131,7 +131,7 @@ impl CallError {
             Code::Cancelled if Instant::now() + MIN_ATTEMPT >= deadline => Self::Timeout,
             Code::Unavailable | Code::ResourceExhausted => Self::Unavailable {
                 message: status.message().to_owned(),
-                retry_after_secs: 1,
+                retry_after_secs: crate::schedule::retry_after_secs(),
             },
             _ => Self::Failed(status),
         }
@@ -314,7 +314,7 @@ where
                     .increment(1);
                 CallError::Unavailable {
                     message: format!("{target}: {max_concurrent} calls already in flight"),
-                    retry_after_secs: 1,
+                    retry_after_secs: crate::schedule::retry_after_secs(),
                 }
             }
         });

@@ -33,7 +33,7 @@ static CONFLICT_BACKOFF: LazyLock<Backoff> =
 pub fn unavailable(message: impl Into<String>) -> InventoryError {
     InventoryError::Unavailable {
         message: message.into(),
-        retry_after_secs: 1,
+        retry_after_secs: crate::schedule::retry_after_secs(),
     }
 }
 
@@ -84,6 +84,28 @@ impl SeatsClient {
             .acquire()
             .await
             .map_err(|_| unavailable("seats client closed"))
+    }
+
+    /// One conditional single-item write (a fluent builder's `send()`, not yet polled):
+    /// `Ok(false)` if its condition failed (a business answer, not an error).
+    pub async fn conditional<T, E, R>(
+        &self,
+        send: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<bool, InventoryError>
+    where
+        E: ProvideErrorMetadata + std::fmt::Debug,
+        R: std::fmt::Debug,
+    {
+        let _permit = self.permit().await?;
+        match send.await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se))
+                if se.err().code() == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     pub async fn get(&self, pk: &str) -> Result<Option<Item>, InventoryError> {

@@ -5,8 +5,11 @@
 //! - `EVT#{event}#ROW#{row}` — one row: its section, seat count and price, and for each taken seat
 //!   `k` the holder `h{k}` and `u{k}`, the hold's end in microseconds ([`SOLD`] once sold). A seat
 //!   is free when `u{k}` is absent or in the past, so an abandoned hold frees itself.
-//! - `EVT#{event}#HOLD#{reservation}` — one hold: user, seats, end, state, commit and release.
-//!   Created in the same transaction as its seats, so a reservation holds at most once.
+//! - `EVT#{event}#HOLD#{reservation}` — one hold: user, seats, end, state, commit and release,
+//!   and `ttl` (epoch seconds: [`HOLD_RETENTION_SECS`] past its end, commit or release). A hold in
+//!   one row is written first, alone, as the reservation's intent (with a token `tok` and its time
+//!   `at`), then its seats by one conditional update of the row; a hold across rows is one
+//!   transaction of its rows and this item. Either way a reservation holds at most once.
 
 use std::collections::HashMap;
 
@@ -21,6 +24,16 @@ pub type Item = HashMap<String, AttributeValue>;
 
 /// `u{k}` of a sold seat: later than any hold's end.
 pub const SOLD: i64 = i64::MAX;
+
+/// How long a finished hold item is kept (then DynamoDB's TTL deletes it): past its end, commit
+/// or release. Longer than the reservations' own retention (`RESERVATION_RETENTION_SECONDS`, one
+/// day by default), so no repeat of a live reservation ever finds its hold gone.
+pub const HOLD_RETENTION_SECS: i64 = 7 * 86_400;
+
+/// The `ttl` of a hold item finished (or ending) at `us`.
+pub fn ttl_after(us: i64) -> AttributeValue {
+    n(us.div_euclid(1_000_000).saturating_add(HOLD_RETENTION_SECS))
+}
 
 pub fn meta_key(event: &str) -> String {
     format!("EVT#{event}")
@@ -203,6 +216,8 @@ pub struct HoldItem {
     pub payment_intent_id: Option<String>,
     /// The first release's answer (`RELEASED` or `ALREADY_RELEASED`) and time.
     pub release: Option<(String, DateTime<Utc>)>,
+    /// The intent's token and write time (µs) of a one-row hold; absent on transactional holds.
+    pub intent: Option<(String, i64)>,
 }
 
 impl HoldItem {
@@ -232,6 +247,10 @@ impl HoldItem {
                 .and_then(|v| v.as_s().ok())
                 .cloned(),
             release,
+            intent: item
+                .get("tok")
+                .and_then(|v| v.as_s().ok())
+                .map(|t| (t.clone(), opt_n(item, "at").unwrap_or(0))),
         })
     }
 }

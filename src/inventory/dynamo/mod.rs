@@ -1,11 +1,14 @@
 //! The seat engine on a DynamoDB table shared by any number of inventory processes. Every seat
-//! change is a conditional write — a hold is one `TransactWriteItems` of its row items and its
-//! hold item — so the table, not any process, decides who has a seat. Layout and costs:
+//! change is a conditional write — a hold in one row is its intent (the hold item) and then one
+//! conditional `UpdateItem` of the row; a hold across rows, a commit and a release are one
+//! `TransactWriteItems` of their rows and hold item — so the table, not any process, decides who
+//! has a seat. Layout and costs:
 //! [`layout`] and docs/inventory.md.
 
 pub mod archive;
 mod client;
 mod hold;
+mod intent;
 pub mod layout;
 mod notes;
 mod reads;
@@ -243,7 +246,10 @@ impl SeatEngine for DynamoSeats {
         if let Some(bad) = bad {
             return Ok(
                 match self.hold_item(&req.event_id, &req.reservation_id).await? {
-                    Some(h) => Self::repeat(Some(&meta), &h, now),
+                    Some(h) => self
+                        .settled(&meta, &req.reservation_id, &h, now)
+                        .await?
+                        .unwrap_or(bad),
                     None => bad,
                 },
             );

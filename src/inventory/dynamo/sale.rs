@@ -1,5 +1,6 @@
 //! Commit and release on the seats table: the hold item's state moves only from `ACTIVE`, in the
 //! same transaction as its seats, so a commit and a release (or two of either) never both win.
+//! Both set the hold item's `ttl` (it is finished) and drop a one-row hold's intent token.
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -84,6 +85,8 @@ impl DynamoSeats {
             .condition_expression("#st = :active AND #until > :now")
             .expression_attribute_names("#st", "state")
             .expression_attribute_names("#until", "until")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", ttl_after(micros(now)))
             .expression_attribute_values(":active", s(StoredState::Active.as_str()))
             .expression_attribute_values(":now", n(micros(now)));
         for (k, v) in values {
@@ -140,7 +143,8 @@ impl DynamoSeats {
             let mut items = vec![self.hold_update(
                 event,
                 &req.reservation_id,
-                "SET #st = :committed, committed_at = :at, payment_intent_id = :pi",
+                "SET #st = :committed, committed_at = :at, payment_intent_id = :pi, #ttl = :ttl \
+                 REMOVE tok",
                 now,
                 vec![
                     (":committed", s(StoredState::Committed.as_str())),
@@ -170,9 +174,11 @@ impl DynamoSeats {
         let u = Update::builder()
             .table_name(&self.db.table)
             .key("pk", s(key))
-            .update_expression("SET rel = :rel, rel_at = :at")
+            .update_expression("SET rel = :rel, rel_at = :at, #ttl = :ttl")
             .condition_expression("attribute_not_exists(rel) AND #st <> :committed")
             .expression_attribute_names("#st", "state")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", ttl_after(micros(now)))
             .expression_attribute_values(":rel", s(ALREADY_RELEASED))
             .expression_attribute_values(":at", n(micros(now)))
             .expression_attribute_values(":committed", s(StoredState::Committed.as_str()))
@@ -180,6 +186,53 @@ impl DynamoSeats {
             .map_err(build_err)?;
         let item = TransactWriteItem::builder().update(u).build();
         Ok(matches!(self.db.transact(vec![item]).await?, Tx::Done))
+    }
+
+    /// A one-row hold's intent whose seats the table does not hold (its call died between the
+    /// two writes, or is still placing them): recorded `ALREADY_RELEASED` once the intent's lease
+    /// is over and nothing can place them any more; `None` if it changed meanwhile.
+    async fn release_unplaced(
+        &self,
+        meta: &EventMeta,
+        req: &ReleaseRequest,
+        h: &HoldItem,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReleaseOutcome>, InventoryError> {
+        let Some((tok, at)) = &h.intent else {
+            return Ok(None);
+        };
+        if self
+            .settled(meta, &req.reservation_id, h, now)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        if micros(now) - at < super::intent::LEASE_US {
+            return Err(unavailable("the hold is still being placed; try again"));
+        }
+        let u = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.db.table)
+            .key("pk", s(hold_key(&req.event_id, &req.reservation_id)))
+            .update_expression(
+                "SET #st = :released, rel = :rel, rel_at = :at, #ttl = :ttl REMOVE tok",
+            )
+            .condition_expression("tok = :tok")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":released", s(StoredState::Released.as_str()))
+            .expression_attribute_values(":rel", s(ALREADY_RELEASED))
+            .expression_attribute_values(":at", n(micros(now)))
+            .expression_attribute_values(":ttl", ttl_after(micros(now)))
+            .expression_attribute_values(":tok", s(tok));
+        Ok(self
+            .db
+            .conditional(u.send())
+            .await?
+            .then_some(ReleaseOutcome::AlreadyReleased))
     }
 
     pub(super) async fn release_hold(
@@ -218,7 +271,7 @@ impl DynamoSeats {
                 let mut items = vec![self.hold_update(
                     event,
                     &req.reservation_id,
-                    "SET #st = :released, rel = :rel, rel_at = :at",
+                    "SET #st = :released, rel = :rel, rel_at = :at, #ttl = :ttl REMOVE tok",
                     now,
                     vec![
                         (":released", s(StoredState::Released.as_str())),
@@ -236,8 +289,10 @@ impl DynamoSeats {
                 let done = matches!(self.db.transact(items).await?, Tx::Done);
                 if done {
                     self.views.mark(event, &located, None);
+                    Some(ReleaseOutcome::Released)
+                } else {
+                    self.release_unplaced(&meta, req, &h, now).await?
                 }
-                done.then_some(ReleaseOutcome::Released)
             };
             if let Some(outcome) = done {
                 return Ok((outcome, seats, now));

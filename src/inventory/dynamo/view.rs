@@ -6,17 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-
 use super::layout::{is_free, EventMeta, Taken};
 
 /// How long the event's catalogue entry is trusted: a seed that adds seats shows within this.
 pub const META_TTL: Duration = Duration::from_secs(10);
 /// A "sold out" picture older than this is read again before the answer is given.
 pub const SOLD_OUT_RECHECK: Duration = Duration::from_secs(1);
-/// After a lost race, the pick is spread over this many of the best candidate rows, so that
-/// processes that lost it do not all queue on the same row item again.
-const SPREAD: usize = 4;
 
 pub struct EventView {
     pub meta: Arc<EventMeta>,
@@ -117,23 +112,46 @@ impl Views {
         }
     }
 
+    /// Seats of `row` whose holds ran out by the picture (never sold ones), at most `max`: the
+    /// next write of the row removes them, under the condition that they still read as run out.
+    pub fn expired(&self, event: &str, row: usize, now_us: i64, max: usize) -> Vec<u32> {
+        let events = self.lock();
+        let Some(r) = events.get(event).and_then(|v| v.rows.get(row)) else {
+            return vec![];
+        };
+        let mut ks: Vec<u32> = r
+            .iter()
+            .filter(|(_, (_, until))| *until <= now_us)
+            .map(|(k, _)| *k)
+            .collect();
+        ks.sort_unstable();
+        ks.truncate(max);
+        ks
+    }
+
     /// Best available by the picture, marked held by `holder` at once so that concurrent picks in
-    /// this process choose other seats: the first `qty` adjacent free seats in one row (best
-    /// section first; after a lost race, one of the first few such rows at random); failing that,
-    /// the first `qty` free seats.
+    /// this process choose other seats: `qty` adjacent free seats in one row of the best section
+    /// that has such a row — the first run of the row, the row chosen among all such rows of the
+    /// section by `start` (a hash of the reservation and the attempt), so that a rush spreads over
+    /// the section's rows instead of queueing on its first one; failing that, the first `qty`
+    /// free seats of the hall.
     pub fn pick(
         &self,
         event: &str,
         qty: usize,
         now_us: i64,
-        spread: bool,
+        start: u64,
         holder: (&str, i64),
     ) -> Option<Picked> {
         let mut events = self.lock();
         let v = events.get_mut(event)?;
         let mut candidates: Vec<Picked> = Vec::new();
-        let want = if spread { SPREAD } else { 1 };
+        let mut section: Option<&str> = None;
         for (i, row) in v.meta.rows.iter().enumerate() {
+            if section.is_some_and(|s| s != row.section) {
+                // The best section with room is known: its rows are all the candidates.
+                break;
+            }
             let mut run: Picked = Vec::with_capacity(qty);
             for k in 1..=row.seats {
                 if is_free(&v.rows[i], k, now_us) {
@@ -147,9 +165,7 @@ impl Views {
             }
             if run.len() == qty {
                 candidates.push(run);
-                if candidates.len() == want {
-                    break;
-                }
+                section = Some(&row.section);
             }
         }
         let chosen = if candidates.is_empty() {
@@ -164,7 +180,7 @@ impl Views {
                 .collect();
             (any.len() == qty).then_some(any)?
         } else {
-            let i = rand::rng().random_range(0..candidates.len());
+            let i = (start % candidates.len() as u64) as usize;
             candidates.swap_remove(i)
         };
         for &(row, k) in &chosen {
@@ -214,4 +230,12 @@ impl Views {
             }
         }
     }
+}
+
+/// Where a reservation's pick starts on its `attempt`: stable for a reservation, different for
+/// each attempt and spread evenly over reservations.
+pub fn pick_start(reservation: &str, attempt: usize) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    h.hash_one((reservation, attempt))
 }

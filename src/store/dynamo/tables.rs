@@ -42,6 +42,8 @@ struct TtlDefinitions {
     orders: TtlDef,
     idempotency: TtlDef,
     outbox: TtlDef,
+    /// Finished hold items of the seat inventory (row items never carry `ttl`).
+    seats: TtlDef,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +173,7 @@ pub async fn create_missing(client: &Client, names: &TableNames) -> Result<Vec<S
         (&names.orders, &ttls.orders),
         (&names.idempotency, &ttls.idempotency),
         (&names.outbox, &ttls.outbox),
+        (&names.seats, &ttls.seats),
     ] {
         if !created.contains(name) {
             continue;
@@ -281,7 +284,13 @@ mod tests {
     #[test]
     fn every_table_with_retention_has_a_ttl_on_the_attribute_the_store_writes() {
         let d: TtlDefinitions = serde_json::from_str(TTL_JSON).unwrap();
-        for t in [&d.reservations, &d.orders, &d.idempotency, &d.outbox] {
+        for t in [
+            &d.reservations,
+            &d.orders,
+            &d.idempotency,
+            &d.outbox,
+            &d.seats,
+        ] {
             assert_eq!(t.time_to_live_specification.attribute_name, "ttl");
             assert!(t.time_to_live_specification.enabled);
         }
