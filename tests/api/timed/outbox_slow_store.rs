@@ -13,7 +13,7 @@ use futures::StreamExt;
 use reservation_api::config::Config;
 use reservation_api::domain::OutboxStatus;
 use reservation_api::outbox::{EventBridgeSink, OutboxRelay};
-use reservation_api::store::dynamo::{tables, DynamoStore, TableNames};
+use reservation_api::store::dynamo::{tables, DynamoStore, ShardLayout, TableNames};
 use reservation_api::store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +95,11 @@ async fn a_backlog_drains_on_a_store_whose_full_rounds_outlast_its_deadline_by_s
     tables::create_missing(&plain, &names)
         .await
         .expect("tables");
-    let writer: Arc<dyn Store> = Arc::new(DynamoStore::new(plain, names.clone()));
+    // Every shard read each round, so that what this test measures is the round's size against
+    // the store's deadline, not how the rounds walk the shards.
+    let layout = ShardLayout::all(8);
+    let writer: Arc<dyn Store> =
+        Arc::new(DynamoStore::new(plain, names.clone()).with_shards(layout));
     // 300 holds, 200 of them cancelled: 500 events.
     let written: usize = futures::stream::iter(0..300usize)
         .map(|i| {
@@ -112,10 +116,9 @@ async fn a_backlog_drains_on_a_store_whose_full_rounds_outlast_its_deadline_by_s
     let slow = slow_transactions(ep.clone()).await;
     let deadline = Config::default().dynamodb.timeout;
     let slow_sdk = reservation_api::aws::sdk_config(Some(&slow), "us-east-1", deadline).await;
-    let relay_store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&slow_sdk),
-        names,
-    ));
+    let relay_store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&slow_sdk), names).with_shards(layout),
+    );
     let eb = aws_sdk_eventbridge::Client::new(&sdk);
     let bus = format!("t{}", uuid::Uuid::new_v4().simple());
     eb.create_event_bus().name(&bus).send().await.expect("bus");
