@@ -25,15 +25,14 @@ use crate::helpers::*;
 use crate::moto;
 
 /// The model's limits: (operation, reservation-store requests, inventory requests) at most.
-/// The one table of docs/capacity.md; the inventory's numbers are today's, to be updated by the
-/// hold redesign and the seat-map snapshots.
+/// The one table of docs/capacity.md.
 pub const LIMITS: &[(&str, usize, usize)] = &[
-    ("create", 3, 1),
+    ("create", 3, 2),
     ("get", 1, 0),
     ("list", 2, 0),
     ("confirm", 4, 2),
     ("cancel", 4, 2),
-    ("seat map", 0, 1),
+    ("seat map", 0, 0),
     ("expiry", 1, 2),
     // 8 queries (one per shard of the window) + 1 predecessor read + 1 claim + 1 settle.
     ("relay round", 11, 0),
