@@ -27,13 +27,16 @@ use crate::moto;
 /// The model's limits: (operation, reservation-store requests, inventory requests) at most.
 /// The one table of docs/capacity.md.
 pub const LIMITS: &[(&str, usize, usize)] = &[
-    ("create", 3, 2),
+    // The inventory's limits include at most one change note (an `UpdateItem` of a `#CHG#`
+    // item, at most one a second per process and event, written within 250 ms of a change): it
+    // may land in an operation's window.
+    ("create", 3, 3),
     ("get", 1, 0),
     ("list", 2, 0),
-    ("confirm", 4, 2),
-    ("cancel", 4, 2),
+    ("confirm", 4, 3),
+    ("cancel", 4, 3),
     ("seat map", 0, 0),
-    ("expiry", 1, 2),
+    ("expiry", 1, 3),
     // 8 queries (one per shard of the window) + 1 predecessor read + 1 claim + 1 settle.
     ("relay round", 11, 0),
 ];
