@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod outbox;
 pub mod payment;
+pub mod redis_conn;
 pub mod schedule;
 pub mod service;
 pub mod startup;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 /// The gateway's key for a token.
@@ -111,14 +111,7 @@ pub struct Admission {
 impl Admission {
     /// Connects lazily: the service starts while Redis is down and answers 503 until it is up.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        let conn = crate::redis_conn::lazy(url, "REDIS_URL", timeout)?;
         Ok(Self {
             conn,
             consume: Script::new(CONSUME),

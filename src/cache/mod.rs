@@ -24,7 +24,7 @@ mod store;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::domain::Reservation;
@@ -88,14 +88,7 @@ pub struct RedisCache {
 impl RedisCache {
     /// Connects lazily: the service starts, and serves from the store, while Redis is down.
     pub fn new(url: &str, timeout: Duration, ttl: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("CACHE_REDIS_URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("CACHE_REDIS_URL: {e}"))?;
+        let conn = crate::redis_conn::lazy(url, "CACHE_REDIS_URL", timeout)?;
         Ok(Self {
             conn,
             put_newer: Script::new(PUT_NEWER),
