@@ -47,9 +47,14 @@ pub async fn claim(
     let limit = limit.clamp(1, MAX_BATCH);
     let (candidates, shard_of) = due_candidates(client, table, rounds, now, limit).await?;
     let waiting = unsettled_predecessors(client, table, &candidates).await?;
-    // What waits for its predecessor is read again next round (it may be free by then).
-    for id in waiting.keys() {
+    // What waits is read again next round (it may be free by then), and so is what it waits for:
+    // a predecessor in a shard outside this window would otherwise be reached only when the
+    // cursor comes round to it.
+    for (id, pred) in &waiting {
         if let Some(&shard) = shard_of.get(id) {
+            rounds.mark(shard);
+        }
+        if let Some(shard) = pred.shard {
             rounds.mark(shard);
         }
     }
@@ -63,7 +68,11 @@ pub async fn claim(
     // Blocked successors move behind their predecessor in the index, in the room the claim leaves
     // in this round (a round's transaction never grows past the round's size).
     for e in blocked.iter().take(limit.saturating_sub(updates.len())) {
-        if let Some(Some(pred_due)) = waiting.get(&e.id) {
+        if let Some(Waiting {
+            due_at: Some(pred_due),
+            ..
+        }) = waiting.get(&e.id)
+        {
             let after = (*pred_due).max(now) + BLOCKED_BEHIND;
             updates.push(defer_update(table, e, after)?);
         }
@@ -175,15 +184,22 @@ async fn due_candidates(
     Ok((all, shard_of))
 }
 
+/// What a blocked successor waits for: its predecessor's place in `pending_by_due`, where known.
+#[derive(Clone, Copy, Debug, Default)]
+struct Waiting {
+    due_at: Option<DateTime<Utc>>,
+    shard: Option<u32>,
+}
+
 /// The candidates whose predecessor is still unsettled, read consistently in one
-/// `BatchGetItem`, each with its predecessor's `due_at` (`None` when not known). A key DynamoDB leaves unprocessed
+/// `BatchGetItem`, each with where its predecessor sits in the index (unknown when unprocessed). A key DynamoDB leaves unprocessed
 /// after a retry counts as unsettled: the event waits a round rather than risk going out of
 /// order. A missing predecessor (removed after its retention) is settled.
 async fn unsettled_predecessors(
     client: &Client,
     table: &str,
     candidates: &[OutboxEvent],
-) -> Result<HashMap<String, Option<DateTime<Utc>>>, StoreError> {
+) -> Result<HashMap<String, Waiting>, StoreError> {
     let mut by_key: HashMap<String, String> = candidates
         .iter()
         .filter_map(|e| {
@@ -214,7 +230,12 @@ async fn unsettled_predecessors(
         };
         if let Some(id) = by_key.remove(pk) {
             if outbox::is_unsettled(item) {
-                waiting.insert(id, opt_t(item, "due_at"));
+                let shard = item
+                    .get("pending_shard")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|v| v.parse().ok());
+                let due_at = opt_t(item, "due_at");
+                waiting.insert(id, Waiting { due_at, shard });
             }
         }
     }
@@ -225,7 +246,7 @@ async fn unsettled_predecessors(
             .and_then(|v| v.as_s().ok())
             .and_then(|pk| by_key.get(pk))
         {
-            waiting.insert(id.clone(), None);
+            waiting.insert(id.clone(), Waiting::default());
         }
     }
     Ok(waiting)

@@ -84,24 +84,36 @@ impl ShardRounds {
         }
     }
 
-    /// The shards of the next round; advances the cursor by one window.
+    /// The shards of the next round; advances the cursor by one window. Marked shards take at
+    /// most half of it (the rest stay marked for the next round), so that the cursor always moves
+    /// on: shards that keep marking themselves (successors that wait for a predecessor elsewhere)
+    /// must not hold the window still, or what they wait for is never read.
     pub fn next_round(&self) -> Vec<u32> {
         let n = self.per_round as usize;
-        let start = self.cursor.fetch_add(self.per_round, Ordering::Relaxed) % self.span;
+        let marked_room = match self.per_round < self.span {
+            true => (n / 2).max(1),
+            false => n,
+        };
+        let start = self.cursor.load(Ordering::Relaxed) % self.span;
         let order = (0..self.span).map(|i| (start + i) % self.span);
         let mut chosen: Vec<u32> = order
             .clone()
             .filter(|&s| self.marked[s as usize].swap(false, Ordering::Relaxed))
-            .take(n)
+            .take(marked_room)
             .collect();
+        // The cursor moves past the last shard the window filled in with, so that the shards it
+        // skipped for lack of room come first next round.
+        let mut passed = 0;
         for s in order {
             if chosen.len() >= n {
                 break;
             }
+            passed += 1;
             if !chosen.contains(&s) {
                 chosen.push(s);
             }
         }
+        self.cursor.fetch_add(passed, Ordering::Relaxed);
         chosen
     }
 }
@@ -126,6 +138,27 @@ mod tests {
             seen.extend(r);
         }
         assert_eq!(seen.len(), 64);
+    }
+
+    #[test]
+    fn shards_that_mark_themselves_every_round_do_not_hold_the_window_still() {
+        let rounds = ShardRounds::new(&ShardLayout::default());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..16 {
+            let r = rounds.next_round();
+            assert_eq!(r.len(), 8);
+            // Every shard read marks itself again, as a window of blocked successors does.
+            for &s in &r {
+                rounds.mark(s);
+            }
+            seen.extend(r);
+        }
+        assert_eq!(
+            seen.len(),
+            64,
+            "the cursor reached only {} shards",
+            seen.len()
+        );
     }
 
     #[test]
