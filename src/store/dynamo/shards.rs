@@ -90,9 +90,10 @@ impl ShardRounds {
     /// must not hold the window still, or what they wait for is never read.
     pub fn next_round(&self) -> Vec<u32> {
         let n = self.per_round as usize;
-        let marked_room = match self.per_round < self.span {
-            true => (n / 2).max(1),
-            false => n,
+        let marked_room = if self.per_round < self.span {
+            (n / 2).max(1)
+        } else {
+            n
         };
         let start = self.cursor.load(Ordering::Relaxed) % self.span;
         let order = (0..self.span).map(|i| (start + i) % self.span);
@@ -110,6 +111,8 @@ impl ShardRounds {
             }
             passed += 1;
             if !chosen.contains(&s) {
+                // Read this round: a mark it had is answered (the round marks it again if needed).
+                self.marked[s as usize].store(false, Ordering::Relaxed);
                 chosen.push(s);
             }
         }

@@ -122,7 +122,6 @@ impl Bench {
         self.requests.0.load(Ordering::Relaxed)
     }
 
-    /// Wait until no event is unsettled; false after `timeout`.
     /// Whether all `events` were handed to the sink within `timeout`, and none is left pending.
     /// It watches the sink rather than the store while it waits: a pending count is a query per
     /// index shard (64), and on the one serial moto twice a second of those starves the relay
