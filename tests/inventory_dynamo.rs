@@ -802,8 +802,9 @@ async fn rush(
     (answers, retried.into_inner())
 }
 
-/// The sell-out's hall: 6,000 pairs on 10,000 seats take ~10 min on one serial moto, so the
-/// sell-out runs at a tenth of that size (the same shape: 6 pairs asked for every 5 seats).
+/// The sell-out's hall: 6,000 pairs on 10,000 seats take well over 15 min on one serial moto
+/// behind eight debug-build processes on 2 cores (measured, docs/inventory.md), so the sell-out
+/// runs at a tenth of that size (the same shape: 6 pairs asked for every 5 seats).
 const SELL_SEATS: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
