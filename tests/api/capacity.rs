@@ -407,7 +407,10 @@ async fn each_operation_makes_no_more_dynamodb_requests_than_the_capacity_model_
             .iter()
             .filter(|x| kind(x, &c.tables) == "request")
             .count();
-        sweep = min2(sweep, (store, c.seats.since(i).len()));
+        // The snapshot's refresh and change notes are the inventory's background work here as
+        // in every other operation: a fresh-clone run saw one land in the sweep's window.
+        let seats = c.seats.since(i).iter().filter(|x| !x.background).count();
+        sweep = min2(sweep, (store, seats));
     }
     measured.push(("expiry", sweep));
 
