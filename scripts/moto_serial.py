@@ -61,9 +61,9 @@ def undo_items_not_tables() -> None:
                     range_key = (
                         DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
                     )
-                except (KeyError, TypeError):
-                    continue  # moto itself rejects the malformed entry, before writing anything
-                current = table.get_item(hash_key, range_key)
+                    current = table.get_item(hash_key, range_key)
+                except Exception:  # noqa: BLE001 - moto itself rejects the malformed entry
+                    continue
                 saved.append((table, hash_key, range_key, copy.deepcopy(current)))
         return saved
 
