@@ -197,6 +197,10 @@ cmd_test() {
   # ambiguous:: and cache:: talk to moto whatever the store: they ran in the first pass.
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed:: --skip ambiguous:: --skip cache:: --skip cache_workload::
   TEST_STORE=dynamodb cargo test --locked --no-fail-fast --test api -- --include-ignored --test-threads 1 timed::events::
+  # The bundled peers are called in process by default; this pass reaches them over gRPC on a
+  # loopback port, as remote peers are, so that both paths are held to the same answers.
+  log "cargo test: API suite with the bundled peers over gRPC (BUNDLED_PEERS=loopback)"
+  TEST_PEERS=grpc cargo test --locked --no-fail-fast --test api -- --include-ignored --skip timed:: --skip ambiguous:: --skip cache:: --skip cache_workload::
   stop_peers
   run_schemathesis
 }

@@ -8,7 +8,8 @@ Started by `./run_local.sh bench-http`, which builds both binaries in release fi
 
 and prints per route: req/s, the ratio to the mean hello /json rate, p50/p99, non-2xx and socket
 errors, CPU microseconds per request in the service process (utime+stime deltas of
-/proc/<pid>/stat; the bundled inventory and payment servers run in that process), and its RSS.
+/proc/<pid>/stat; the bundled inventory and payment run in that process, called in process; with
+BUNDLED_PEERS=loopback in the environment, over gRPC on a loopback port), and its RSS.
 The service runs on the embedded default with a generated catalogue of one big event, rate limits
 off and INFO logs going to /dev/null (BENCH_RUST_LOG changes the level). Nothing leaves 127.0.0.1.
 

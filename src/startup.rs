@@ -15,8 +15,7 @@ use crate::auth::jwt::Hs256Verifier;
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::{dev_key, Authenticator, TokenVerifier};
 use crate::cache::{CachedStore, RedisCache};
-use crate::config::{AdmissionMode, Config, Profile, StoreKind};
-use crate::grpc::endpoint_uri;
+use crate::config::{AdmissionMode, BundledPeers, Config, Profile, StoreKind};
 use crate::grpc::health::PeerHealth;
 use crate::grpc::inventory_client::GrpcInventory;
 use crate::grpc::inventory_server::InventoryGrpc;
@@ -57,20 +56,24 @@ pub struct Dependencies {
     /// through to it when the application is built.
     pub cache: Option<Arc<RedisCache>>,
     pub sink: Arc<dyn EventSink>,
-    /// Where the inventory and payment clients point (`http://host:port`).
+    /// Where the inventory and payment clients point (`http://host:port`, or `in-process`).
     pub inventory_endpoint: String,
     pub payment_endpoint: String,
-    /// The bundled gRPC servers started in process (none when both addresses are configured);
-    /// stopped after the HTTP server.
+    /// The bundled gRPC servers started on a loopback port (`BUNDLED_PEERS=loopback`; none when
+    /// both addresses are configured or the peers are called in process); stopped after the HTTP
+    /// server.
     pub local_servers: Vec<LocalServer>,
     /// The peers' `grpc.health.v1` checks, which readiness includes.
     pub peers: Vec<Arc<PeerHealth>>,
 }
 
 impl Dependencies {
-    /// The parts for `config`. Inventory and payment are always reached over gRPC: at
-    /// `INVENTORY_GRPC_ADDRESS` / `PAYMENT_GRPC_ADDRESS`, or, when unset, at the bundled inventory
-    /// and payment simulator started here on a `127.0.0.1` port. Must run inside a tokio runtime.
+    /// The parts for `config`. Inventory and payment are reached through the same client stack
+    /// (deadline, retries, breaker, bulkhead, metrics, spans) wherever they are: over gRPC at
+    /// `INVENTORY_GRPC_ADDRESS` / `PAYMENT_GRPC_ADDRESS`; when unset, the bundled inventory and
+    /// payment simulator run here, called in process (`BUNDLED_PEERS=in-process`, the default:
+    /// no socket, no protobuf encoding) or over gRPC on a `127.0.0.1` port (`loopback`). Must run
+    /// inside a tokio runtime.
     pub async fn from_config(config: &Config) -> Result<Self, String> {
         let admission = match (config.admission.mode, &config.admission.redis_url) {
             (AdmissionMode::Redis, Some(url)) => Some(Arc::new(Admission::new(
@@ -84,27 +87,7 @@ impl Dependencies {
         // The store first: a failure there leaves no bundled server running.
         let store = build_store(config).await?;
         let mut local_servers = Vec::new();
-        let endpoints = Self::grpc_endpoints(config, &mut local_servers).await;
-        let clients = endpoints.and_then(|(inv, pay)| {
-            let inventory = GrpcInventory::connect(&inv, &config.inventory_client)?;
-            let payments = GrpcPayments::connect(&pay, &config.payment_client)?;
-            let peers = vec![
-                Arc::new(PeerHealth::new(
-                    "inventory",
-                    INVENTORY_SERVICE,
-                    &inv,
-                    &config.inventory_client,
-                )?),
-                Arc::new(PeerHealth::new(
-                    "payment",
-                    PAYMENT_SERVICE,
-                    &pay,
-                    &config.payment_client,
-                )?),
-            ];
-            Ok((inventory, payments, peers))
-        });
-        let (inventory, payments, peers) = match clients {
+        let (inventory, payments, peers) = match Self::peers(config, &mut local_servers).await {
             Ok(c) => c,
             Err(e) => {
                 for s in local_servers {
@@ -130,38 +113,70 @@ impl Dependencies {
         })
     }
 
-    /// The inventory and payment endpoints, starting the bundled servers for those not configured.
-    async fn grpc_endpoints(
+    /// The inventory and payment clients and their health checks. A peer without an address is
+    /// the bundled one: called in process (`BUNDLED_PEERS=in-process`), or served here on a
+    /// `127.0.0.1` port and called over gRPC (`loopback`), its server pushed to `started`.
+    async fn peers(
         config: &Config,
         started: &mut Vec<LocalServer>,
-    ) -> Result<(String, String), String> {
+    ) -> Result<(GrpcInventory, GrpcPayments, Vec<Arc<PeerHealth>>), String> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let inventory = match &config.inventory_grpc_address {
-            Some(a) => endpoint_uri(a),
+        let in_process = config.bundled_peers == BundledPeers::InProcess;
+        let (inv_settings, pay_settings) = (&config.inventory_client, &config.payment_client);
+        let over_grpc = |name, service, address: &str, settings| -> Result<_, String> {
+            Ok(Arc::new(PeerHealth::new(name, service, address, settings)?))
+        };
+        let (inventory, inventory_health) = match &config.inventory_grpc_address {
+            Some(a) => (
+                GrpcInventory::connect(a, inv_settings)?,
+                over_grpc("inventory", INVENTORY_SERVICE, a, inv_settings)?,
+            ),
             None => {
                 let catalog = Catalog::load(config.catalog_file.as_deref())?;
                 let engine = build_seat_engine(config, &catalog).await?;
                 sample_available(&engine, &catalog);
-                let routes = local::inventory_routes(InventoryGrpc::new(engine.clone()));
-                let server = LocalServer::spawn("inventory", loopback, routes)
-                    .await?
-                    .retaining(engine);
-                let endpoint = server.endpoint();
-                started.push(server);
-                endpoint
+                // In process, the engine is freed with the service, off the shutdown path.
+                let server = InventoryGrpc::new(engine.clone());
+                if in_process {
+                    (
+                        GrpcInventory::in_process(server, inv_settings)?,
+                        Arc::new(PeerHealth::in_process("inventory", INVENTORY_SERVICE)),
+                    )
+                } else {
+                    let routes = local::inventory_routes(server);
+                    let s = LocalServer::spawn("inventory", loopback, routes)
+                        .await?
+                        .retaining(engine);
+                    let endpoint = s.endpoint();
+                    started.push(s);
+                    (
+                        GrpcInventory::connect(&endpoint, inv_settings)?,
+                        over_grpc("inventory", INVENTORY_SERVICE, &endpoint, inv_settings)?,
+                    )
+                }
             }
         };
-        let payment = match &config.payment_grpc_address {
-            Some(a) => endpoint_uri(a),
+        let (payments, payment_health) = match &config.payment_grpc_address {
+            Some(a) => (
+                GrpcPayments::connect(a, pay_settings)?,
+                over_grpc("payment", PAYMENT_SERVICE, a, pay_settings)?,
+            ),
+            None if in_process => (
+                GrpcPayments::in_process(PaymentGrpc, pay_settings)?,
+                Arc::new(PeerHealth::in_process("payment", PAYMENT_SERVICE)),
+            ),
             None => {
                 let routes = local::payment_routes(PaymentGrpc);
-                let server = LocalServer::spawn("payment", loopback, routes).await?;
-                let endpoint = server.endpoint();
-                started.push(server);
-                endpoint
+                let s = LocalServer::spawn("payment", loopback, routes).await?;
+                let endpoint = s.endpoint();
+                started.push(s);
+                (
+                    GrpcPayments::connect(&endpoint, pay_settings)?,
+                    over_grpc("payment", PAYMENT_SERVICE, &endpoint, pay_settings)?,
+                )
             }
         };
-        Ok((inventory, payment))
+        Ok((inventory, payments, vec![inventory_health, payment_health]))
     }
 }
 

@@ -105,6 +105,7 @@ impl Config {
             format!("OUTBOX_DRAIN_TIMEOUT_MS={}", o.drain_timeout.as_millis()),
             format!("OUTBOX_BACKOFF_BASE_MS={}", o.backoff_base.as_millis()),
             format!("INVENTORY_STORE={}", self.inventory_store.as_str()),
+            format!("BUNDLED_PEERS={}", self.bundled_peers.as_str()),
         ]);
         for (prefix, address, c) in [
             (

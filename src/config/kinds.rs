@@ -1,4 +1,5 @@
-//! The configuration's enumerations: `APP_PROFILE`, `STORE` / `INVENTORY_STORE`, `ADMISSION_MODE`.
+//! The configuration's enumerations: `APP_PROFILE`, `STORE` / `INVENTORY_STORE`, `ADMISSION_MODE`,
+//! `BUNDLED_PEERS`.
 //!
 //! Each parses case-insensitively (and trimmed) through `FromStr`, which clap uses as its value
 //! parser, so a bad value is reported with the accepted ones.
@@ -87,6 +88,38 @@ impl AdmissionMode {
         match self {
             Self::Off => "off",
             Self::Redis => "redis",
+        }
+    }
+}
+
+/// `BUNDLED_PEERS`: how the service reaches the bundled inventory and payment simulator (those
+/// without an `…_GRPC_ADDRESS`). `in-process` (the default) calls their handlers directly, through
+/// the same client stack; `loopback` serves them on a `127.0.0.1` port and calls them over gRPC,
+/// as a remote peer is called (for the gRPC tests and benchmarks, and to debug the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BundledPeers {
+    InProcess,
+    Loopback,
+}
+
+impl FromStr for BundledPeers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "in-process" => Ok(Self::InProcess),
+            "loopback" => Ok(Self::Loopback),
+            other => Err(format!(
+                "BUNDLED_PEERS must be in-process or loopback, not {other:?}"
+            )),
+        }
+    }
+}
+
+impl BundledPeers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Loopback => "loopback",
         }
     }
 }

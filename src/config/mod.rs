@@ -33,7 +33,7 @@ pub use auth::{
 pub use cache::CacheSettings;
 pub use grpc::GrpcClientSettings;
 pub use http::HttpSettings;
-pub use kinds::{AdmissionMode, Profile, StoreKind};
+pub use kinds::{AdmissionMode, BundledPeers, Profile, StoreKind};
 pub use store::{
     ClientTaps, DynamoSettings, EventBridgeSettings, IndexShardSettings, OutboxSettings,
     RetentionSettings,
@@ -70,7 +70,8 @@ pub struct Config {
     pub store: StoreKind,
     pub dynamodb: DynamoSettings,
     pub events: EventBridgeSettings,
-    /// The inventory's gRPC address; unset: the bundled inventory runs in process on a loopback port.
+    /// The inventory's gRPC address; unset: the bundled inventory runs in this process, reached as
+    /// `bundled_peers` says.
     pub inventory_grpc_address: Option<String>,
     /// `INVENTORY_STORE`: where the bundled inventory keeps its seats (in process and in
     /// `reservation-api inventory`); memory in local, DynamoDB (`DYNAMODB_TABLE_SEATS`) otherwise.
@@ -79,6 +80,8 @@ pub struct Config {
     /// The payment service's gRPC address; unset: the bundled simulator runs in process.
     pub payment_grpc_address: Option<String>,
     pub payment_client: GrpcClientSettings,
+    /// `BUNDLED_PEERS`: the bundled peers called in process (default) or over a loopback port.
+    pub bundled_peers: BundledPeers,
 }
 
 /// A configuration the service refuses: every problem, one line each (stderr, exit code 2).
@@ -182,6 +185,8 @@ struct Vars {
     payment_grpc_address: Option<String>,
     #[command(flatten)]
     payment_client: grpc::PaymentClientVars,
+    #[arg(id = "BUNDLED_PEERS", env = "BUNDLED_PEERS", value_parser = trimmed::<BundledPeers>)]
+    bundled_peers: Option<BundledPeers>,
 }
 
 impl Vars {
@@ -267,6 +272,7 @@ impl Vars {
             inventory_client: self.inventory_client.into(),
             payment_grpc_address: self.payment_grpc_address,
             payment_client: self.payment_client.into(),
+            bundled_peers: self.bundled_peers.unwrap_or(BundledPeers::InProcess),
         }
     }
 }

@@ -7,16 +7,23 @@
 //! answer; `ReleaseHold` repeated returns the first release's answer; `CheckAvailability` and
 //! `GetInventoryStatus` and `ListSeats` only read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use super::convert::timestamp;
+use super::inventory_server::InventoryGrpc;
+use super::local::{record_server_code, server_span};
 use super::proto::reservation::v1::inventory_service_client::InventoryServiceClient;
+use super::proto::reservation::v1::inventory_service_server::InventoryService;
 use super::proto::reservation::v1::*;
 use super::resilience::{self, Call, CallError, Stack};
-use super::{channel, endpoint_uri};
+use super::{channel, endpoint_uri, IN_PROCESS};
 use crate::config::GrpcClientSettings;
 use crate::inventory::{
     CommitOutcome, CommitRequest, HoldOutcome, HoldRequest, Inventory, InventoryError,
@@ -57,60 +64,156 @@ pub struct GrpcInventory {
     endpoint: String,
 }
 
+/// Where a call's attempt goes: the peer's gRPC channel, or the bundled server's handlers in this
+/// process, with the same request and answer messages but no socket and no protobuf encoding.
+#[derive(Clone)]
+enum Peer {
+    Remote(InventoryServiceClient<Channel>),
+    InProcess(Arc<InventoryGrpc>),
+}
+
+impl Peer {
+    async fn attempt(
+        self,
+        call: Call<InventoryRpc>,
+        left: Duration,
+    ) -> Result<InventoryReply, Status> {
+        match self {
+            Self::Remote(client) => remote(client, call, left).await,
+            Self::InProcess(server) => {
+                let span = server_span(call.method);
+                let reply = in_process(&server, call, left)
+                    .instrument(span.clone())
+                    .await;
+                record_server_code(
+                    &span,
+                    reply.as_ref().map_or_else(|s| s.code(), |_| Code::Ok),
+                );
+                reply
+            }
+        }
+    }
+}
+
+async fn remote(
+    mut client: InventoryServiceClient<Channel>,
+    call: Call<InventoryRpc>,
+    left: Duration,
+) -> Result<InventoryReply, Status> {
+    Ok(match call.rpc.clone() {
+        InventoryRpc::Check(m) => InventoryReply::Check(
+            client
+                .check_availability(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Reserve(m) => InventoryReply::Reserve(
+            client
+                .reserve_seat(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Commit(m) => InventoryReply::Commit(
+            client
+                .commit_reservation(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Release(m) => InventoryReply::Release(
+            client
+                .release_hold(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Status(m) => InventoryReply::Status(Box::new(
+            client
+                .get_inventory_status(call.request(m, left))
+                .await?
+                .into_inner(),
+        )),
+        InventoryRpc::ListSeats(m) => {
+            InventoryReply::ListSeats(client.list_seats(call.request(m, left)).await?.into_inner())
+        }
+    })
+}
+
+/// The same handlers a gRPC server runs, called with the request a channel would have carried.
+async fn in_process(
+    server: &InventoryGrpc,
+    call: Call<InventoryRpc>,
+    left: Duration,
+) -> Result<InventoryReply, Status> {
+    Ok(match call.rpc.clone() {
+        InventoryRpc::Check(m) => InventoryReply::Check(
+            server
+                .check_availability(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Reserve(m) => InventoryReply::Reserve(
+            server
+                .reserve_seat(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Commit(m) => InventoryReply::Commit(
+            server
+                .commit_reservation(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Release(m) => InventoryReply::Release(
+            server
+                .release_hold(call.request(m, left))
+                .await?
+                .into_inner(),
+        ),
+        InventoryRpc::Status(m) => InventoryReply::Status(Box::new(
+            server
+                .get_inventory_status(call.request(m, left))
+                .await?
+                .into_inner(),
+        )),
+        InventoryRpc::ListSeats(m) => {
+            InventoryReply::ListSeats(server.list_seats(call.request(m, left)).await?.into_inner())
+        }
+    })
+}
+
 impl GrpcInventory {
+    /// The inventory at `address`, over gRPC.
     pub fn connect(address: &str, settings: &GrpcClientSettings) -> Result<Self, String> {
         let client = InventoryServiceClient::new(channel(address, settings)?);
+        Self::over(Peer::Remote(client), endpoint_uri(address), settings)
+    }
+
+    /// The bundled inventory in this process: the same client stack (deadline, retries, breaker,
+    /// bulkhead, metrics, spans) around the server's handlers instead of a channel.
+    pub fn in_process(
+        server: InventoryGrpc,
+        settings: &GrpcClientSettings,
+    ) -> Result<Self, String> {
+        Self::over(
+            Peer::InProcess(Arc::new(server)),
+            IN_PROCESS.to_owned(),
+            settings,
+        )
+    }
+
+    fn over(peer: Peer, endpoint: String, settings: &GrpcClientSettings) -> Result<Self, String> {
         let stack = resilience::stack(
             "inventory",
             settings,
-            move |call: Call<InventoryRpc>, left: Duration| {
-                let mut client = client.clone();
-                async move {
-                    Ok(match call.rpc.clone() {
-                        InventoryRpc::Check(m) => InventoryReply::Check(
-                            client
-                                .check_availability(call.request(m, left))
-                                .await?
-                                .into_inner(),
-                        ),
-                        InventoryRpc::Reserve(m) => InventoryReply::Reserve(
-                            client
-                                .reserve_seat(call.request(m, left))
-                                .await?
-                                .into_inner(),
-                        ),
-                        InventoryRpc::Commit(m) => InventoryReply::Commit(
-                            client
-                                .commit_reservation(call.request(m, left))
-                                .await?
-                                .into_inner(),
-                        ),
-                        InventoryRpc::Release(m) => InventoryReply::Release(
-                            client
-                                .release_hold(call.request(m, left))
-                                .await?
-                                .into_inner(),
-                        ),
-                        InventoryRpc::Status(m) => InventoryReply::Status(Box::new(
-                            client
-                                .get_inventory_status(call.request(m, left))
-                                .await?
-                                .into_inner(),
-                        )),
-                        InventoryRpc::ListSeats(m) => InventoryReply::ListSeats(
-                            client.list_seats(call.request(m, left)).await?.into_inner(),
-                        ),
-                    })
-                }
-            },
+            move |call: Call<InventoryRpc>, left: Duration| peer.clone().attempt(call, left),
         )?;
         Ok(Self {
             stack,
             timeout: settings.timeout,
-            endpoint: endpoint_uri(address),
+            endpoint,
         })
     }
 
+    /// `http://host:port`, or [`IN_PROCESS`] for the bundled inventory called in process.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -64,18 +64,43 @@ pub struct ServerSpan<S> {
 }
 
 /// Server-side codes that mean the server failed (the others are the caller's doing).
-fn server_error(code: i64) -> bool {
+fn server_error(code: tonic::Code) -> bool {
     use tonic::Code;
-    [
-        Code::Unknown,
-        Code::DeadlineExceeded,
-        Code::Unimplemented,
-        Code::Internal,
-        Code::Unavailable,
-        Code::DataLoss,
-    ]
-    .iter()
-    .any(|c| *c as i64 == code)
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+/// The server span of one call of `method` (`package.Service/Method`), in gRPC's semantic
+/// conventions: a child of the current span (an in-process call) unless a parent is set from the
+/// caller's `traceparent` (a call over the network).
+pub fn server_span(method: &str) -> tracing::Span {
+    let (service, name) = method.split_once('/').unwrap_or(("", method));
+    tracing::info_span!(
+        target: "grpc",
+        "gRPC server call",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        "rpc.system" = "grpc",
+        "rpc.service" = service,
+        "rpc.method" = name,
+        "rpc.grpc.status_code" = tracing::field::Empty,
+    )
+}
+
+/// A server span's answer: its gRPC status code, and ERROR when the code means the server failed.
+pub fn record_server_code(span: &tracing::Span, code: tonic::Code) {
+    span.record("rpc.grpc.status_code", code as i64);
+    if server_error(code) {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for ServerSpan<S>
@@ -98,18 +123,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().trim_start_matches('/').to_owned();
-        let (service, name) = method.split_once('/').unwrap_or(("", &method));
-        let span = tracing::info_span!(
-            target: "grpc",
-            "gRPC server call",
-            otel.name = %method,
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            "rpc.system" = "grpc",
-            "rpc.service" = service,
-            "rpc.method" = name,
-            "rpc.grpc.status_code" = tracing::field::Empty,
-        );
+        let span = server_span(&method);
         let _ = span.set_parent(otel::extract(req.headers()));
         let future = span.in_scope(|| self.inner.call(req));
         Box::pin(async move {
@@ -121,12 +135,9 @@ where
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i64>().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
                     .unwrap_or(0);
-                span.record("rpc.grpc.status_code", code);
-                if server_error(code) {
-                    span.record("otel.status_code", "ERROR");
-                }
+                record_server_code(&span, tonic::Code::from(code));
             }
             result
         })

@@ -41,6 +41,9 @@ pub const HINT_RESERVATION_ID: &str = "x-reservation-id";
 pub const HINT_AMOUNT: &str = "x-amount";
 pub const HINT_CURRENCY: &str = "x-currency";
 
+/// The endpoint a client reports (readiness, logs) when it calls a bundled peer in this process.
+pub const IN_PROCESS: &str = "in-process";
+
 /// `http://host:port` for a bare `host:port`.
 pub fn endpoint_uri(address: &str) -> String {
     if address.contains("://") {

@@ -10,19 +10,26 @@
 //!
 //! The call is a read, so it is idempotent and may be retried.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use super::convert::error_code;
+use super::local::{record_server_code, server_span};
+use super::payment_server::PaymentGrpc;
 use super::proto::common::v1::ErrorCode;
 use super::proto::payment::v1::payment_service_client::PaymentServiceClient;
+use super::proto::payment::v1::payment_service_server::PaymentService;
 use super::proto::payment::v1::{
     GetPaymentStatusRequest, GetPaymentStatusResponse, Payment, PaymentStatus,
 };
 use super::resilience::{self, insert_metadata, Call, CallError, Stack};
-use super::{channel, endpoint_uri, HINT_AMOUNT, HINT_CURRENCY, HINT_RESERVATION_ID};
+use super::{channel, endpoint_uri, HINT_AMOUNT, HINT_CURRENCY, HINT_RESERVATION_ID, IN_PROCESS};
 use crate::config::GrpcClientSettings;
 use crate::payment::{PaymentError, PaymentQuery, PaymentRecord, PaymentState, Payments};
 
@@ -94,32 +101,75 @@ pub fn lookup_outcome(r: GetPaymentStatusResponse) -> Result<Option<PaymentRecor
     }
 }
 
+/// Where a call's attempt goes: the payment service's gRPC channel, or the bundled simulator's
+/// handler in this process, with the same request (metadata hints included) but no socket.
+#[derive(Clone)]
+enum Peer {
+    Remote(PaymentServiceClient<Channel>),
+    InProcess(Arc<PaymentGrpc>),
+}
+
+impl Peer {
+    async fn attempt(
+        self,
+        call: Call<PaymentRpc>,
+        left: Duration,
+    ) -> Result<GetPaymentStatusResponse, Status> {
+        let rpc = &call.rpc;
+        let mut req = call.request(rpc.request.clone(), left);
+        let m = req.metadata_mut();
+        insert_metadata(m, HINT_RESERVATION_ID, &rpc.reservation_id);
+        insert_metadata(m, HINT_AMOUNT, &rpc.amount.to_string());
+        insert_metadata(m, HINT_CURRENCY, &rpc.currency);
+        match self {
+            Self::Remote(mut client) => Ok(client.get_payment_status(req).await?.into_inner()),
+            Self::InProcess(server) => {
+                let span = server_span(call.method);
+                let reply = server
+                    .get_payment_status(req)
+                    .instrument(span.clone())
+                    .await
+                    .map(tonic::Response::into_inner);
+                record_server_code(
+                    &span,
+                    reply.as_ref().map_or_else(|s| s.code(), |_| Code::Ok),
+                );
+                reply
+            }
+        }
+    }
+}
+
 impl GrpcPayments {
+    /// The payment service at `address`, over gRPC.
     pub fn connect(address: &str, settings: &GrpcClientSettings) -> Result<Self, String> {
         let client = PaymentServiceClient::new(channel(address, settings)?);
+        Self::over(Peer::Remote(client), endpoint_uri(address), settings)
+    }
+
+    /// The bundled simulator in this process: the same client stack around its handler.
+    pub fn in_process(server: PaymentGrpc, settings: &GrpcClientSettings) -> Result<Self, String> {
+        Self::over(
+            Peer::InProcess(Arc::new(server)),
+            IN_PROCESS.to_owned(),
+            settings,
+        )
+    }
+
+    fn over(peer: Peer, endpoint: String, settings: &GrpcClientSettings) -> Result<Self, String> {
         let stack = resilience::stack(
             "payment",
             settings,
-            move |call: Call<PaymentRpc>, left: Duration| {
-                let mut client = client.clone();
-                async move {
-                    let rpc = &call.rpc;
-                    let mut req = call.request(rpc.request.clone(), left);
-                    let m = req.metadata_mut();
-                    insert_metadata(m, HINT_RESERVATION_ID, &rpc.reservation_id);
-                    insert_metadata(m, HINT_AMOUNT, &rpc.amount.to_string());
-                    insert_metadata(m, HINT_CURRENCY, &rpc.currency);
-                    Ok(client.get_payment_status(req).await?.into_inner())
-                }
-            },
+            move |call: Call<PaymentRpc>, left: Duration| peer.clone().attempt(call, left),
         )?;
         Ok(Self {
             stack,
             timeout: settings.timeout,
-            endpoint: endpoint_uri(address),
+            endpoint,
         })
     }
 
+    /// `http://host:port`, or [`IN_PROCESS`] for the bundled simulator called in process.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

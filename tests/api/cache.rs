@@ -157,6 +157,8 @@ pub async fn api(redis: Option<&str>, store: Arc<dyn Store>, peers: Option<&Test
     let peers = peers.map(|a| (a.inventory_endpoint.clone(), a.payment_endpoint.clone()));
     spawn_app_with(move |o| {
         under_load(o);
+        // The second process reaches the first's peers over gRPC.
+        over_grpc(o);
         o.config.cache.redis_url = url.map(Into::into);
         // A debug build on a shared machine: the cache's deadline must not turn hits into misses.
         o.config.cache.timeout = Duration::from_millis(2000);

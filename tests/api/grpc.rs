@@ -1,4 +1,5 @@
-//! The default `serve` path reaches the inventory and the payment service over gRPC on loopback.
+//! The bundled inventory and payment simulator: called in process by default, and over gRPC on a
+//! loopback port with `BUNDLED_PEERS=loopback` (these tests' [`over_grpc`]), as remote peers are.
 
 use std::sync::{Arc, Mutex};
 
@@ -27,9 +28,75 @@ async fn stats(endpoint: &str, event: &str) -> InventoryStats {
     r.stats.expect("stats")
 }
 
+/// The client metrics' samples for `method` (`grpc_client_duration_seconds_count{…}`), by code.
+async fn client_calls(app: &TestApp, method: &str) -> Vec<String> {
+    let text = app
+        .client
+        .get(app.url("/actuator/prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("grpc_client_duration_seconds_count{"))
+        .filter(|l| l.contains(&format!("method=\"{method}\"")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn by_default_the_bundled_peers_are_called_in_process_through_the_same_client_stack() {
+    let app = spawn_app_with(|o| {
+        o.config.bundled_peers = reservation_api::config::BundledPeers::InProcess;
+        o.customize = Some(Box::new(|d| {
+            assert!(
+                d.local_servers.is_empty(),
+                "no loopback server in process mode"
+            );
+        }));
+    })
+    .await;
+    assert_eq!(
+        (
+            app.inventory_endpoint.as_str(),
+            app.payment_endpoint.as_str()
+        ),
+        ("in-process", "in-process")
+    );
+    let held = app.hold("dora", SMALL_EVENT, 2).await;
+    let id = held["reservation_id"].as_str().unwrap();
+    let r = app.confirm("dora", id, "k-confirm", "pay_xyz789").await;
+    assert_eq!(r.status(), 200);
+    // The same metric names as over gRPC: the calls went through the client stack.
+    for method in [
+        "reservation.v1.InventoryService/ReserveSeat",
+        "reservation.v1.InventoryService/CommitReservation",
+        "payment.v1.PaymentService/GetPaymentStatus",
+    ] {
+        let samples = client_calls(&app, method).await;
+        assert!(
+            samples.iter().any(|l| l.contains("code=\"OK\"")),
+            "{method}: {samples:?}"
+        );
+    }
+    // A refused hold is the same domain answer in process: the seat is taken.
+    let taken = held["seat_ids"][0].as_str().unwrap();
+    let r = app
+        .create(
+            "erin",
+            "k-taken",
+            &serde_json::json!({"event_id": SMALL_EVENT, "seat_ids": [taken], "qty": 1}),
+        )
+        .await;
+    assert_error(r, 409, "INVENTORY_CONFLICT").await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_default_path_holds_and_sells_seats_in_the_bundled_grpc_inventory() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(over_grpc).await;
     for e in [&app.inventory_endpoint, &app.payment_endpoint] {
         assert!(
             e.starts_with("http://127.0.0.1:"),
@@ -73,7 +140,7 @@ async fn the_default_path_holds_and_sells_seats_in_the_bundled_grpc_inventory() 
 
 #[tokio::test]
 async fn the_default_path_cancels_through_grpc_and_frees_the_seats() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(over_grpc).await;
     let before = stats(&app.inventory_endpoint, SMALL_EVENT).await;
     let held = app.hold("bob", SMALL_EVENT, 3).await;
     let id = held["reservation_id"].as_str().unwrap();
@@ -91,6 +158,7 @@ async fn stopping_the_bundled_inventory_server_makes_creates_fail_with_503() {
     let taken: Arc<Mutex<Option<LocalServer>>> = Arc::default();
     let slot = taken.clone();
     let app = spawn_app_with(move |o| {
+        over_grpc(o);
         o.customize = Some(Box::new(move |d| {
             let i = d
                 .local_servers

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use reqwest::Response;
 use reservation_api::auth::jwt;
-use reservation_api::config::{Config, StoreKind};
+use reservation_api::config::{BundledPeers, Config, StoreKind};
 use reservation_api::domain::OutboxEvent;
 use reservation_api::startup::{Application, Dependencies};
 use reservation_api::store::dynamo::TableNames;
@@ -23,7 +23,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     /// The app's use cases (to drive a background task's step by hand).
     pub service: Arc<reservation_api::service::ReservationService>,
-    /// Where the app's inventory and payment clients point (the bundled servers by default).
+    /// Where the app's inventory and payment clients point: `in-process` by default, the bundled
+    /// servers' `http://127.0.0.1:port` with [`over_grpc`].
     pub inventory_endpoint: String,
     pub payment_endpoint: String,
     stop: Option<oneshot::Sender<()>>,
@@ -57,6 +58,11 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     c.http.header_read_timeout = std::time::Duration::from_millis(300_000);
     c.http.idle_timeout = std::time::Duration::from_millis(300_000);
     c.http.request_timeout = std::time::Duration::from_millis(300_000);
+    // TEST_PEERS=grpc runs the suite with the bundled peers served on a loopback port and called
+    // over gRPC, as remote peers are: both paths must give the same answers.
+    if std::env::var("TEST_PEERS").as_deref() == Ok("grpc") {
+        c.bundled_peers = BundledPeers::Loopback;
+    }
     // TEST_STORE=dynamodb runs the suite against DynamoDB (moto, at DYNAMODB_ENDPOINT), with
     // tables of its own per app.
     if std::env::var("TEST_STORE").as_deref() == Ok("dynamodb") {
@@ -86,6 +92,12 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 pub fn under_load(o: &mut TestOptions) {
     o.config.inventory_client.timeout = std::time::Duration::from_millis(5000);
     o.config.payment_client.timeout = std::time::Duration::from_millis(5000);
+}
+
+/// For the tests that call the bundled peers' gRPC servers themselves: serve them on a loopback
+/// port, whatever `TEST_PEERS` says.
+pub fn over_grpc(o: &mut TestOptions) {
+    o.config.bundled_peers = BundledPeers::Loopback;
 }
 
 pub async fn spawn_app() -> TestApp {

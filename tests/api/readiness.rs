@@ -14,7 +14,7 @@ use reservation_api::inventory::catalog::Catalog;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::helpers::{spawn_app_with, SMALL_EVENT};
+use crate::helpers::{over_grpc, spawn_app_with, SMALL_EVENT};
 use crate::peers::serve_on;
 
 async fn readiness(app: &crate::helpers::TestApp) -> (u16, Value) {
@@ -95,7 +95,7 @@ async fn readiness_turns_down_while_the_inventory_is_unreachable_and_up_when_it_
 #[tokio::test]
 async fn the_bundled_servers_answer_grpc_health_for_their_service() {
     use reservation_api::grpc::health::PeerHealth;
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app_with(over_grpc).await;
     let settings = reservation_api::config::GrpcClientSettings::default();
     for (endpoint, service) in [
         (&app.inventory_endpoint, "reservation.v1.InventoryService"),

@@ -10,9 +10,10 @@
 //!    refused or broken connection gives) are tried again after an exponential, ±50 % jittered
 //!    backoff (the service's one [`Backoff`]) — only for calls marked idempotent, and only while
 //!    the deadline leaves room for the backoff and one more attempt;
-//! 5. **attempt**: one RPC on the shared channel, with `grpc-timeout` set to what is left of the
-//!    deadline, in a gRPC client span (a child of the caller's span, passed on as `traceparent`),
-//!    and `grpc_client_duration_seconds{method,code}`.
+//! 5. **attempt**: one RPC on the shared channel (or, for a bundled peer called in process, one
+//!    call of its handler, with the same request and metadata), with `grpc-timeout` set to what
+//!    is left of the deadline, in a gRPC client span (a child of the caller's span, passed on as
+//!    `traceparent`), and `grpc_client_duration_seconds{method,code}`.
 
 pub mod breaker;
 
