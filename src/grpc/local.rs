@@ -12,7 +12,6 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry::otel;
 
@@ -124,7 +123,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().trim_start_matches('/').to_owned();
         let span = server_span(&method);
-        let _ = span.set_parent(otel::extract(req.headers()));
+        otel::set_parent(&span, otel::extract(req.headers()));
         let future = span.in_scope(|| self.inner.call(req));
         Box::pin(async move {
             let result = future.instrument(span.clone()).await;

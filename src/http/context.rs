@@ -17,7 +17,6 @@ use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::error::ApiError;
 use crate::i18n::{self, Lang};
@@ -81,7 +80,7 @@ fn server_span<B>(req: &axum::http::Request<B>) -> Span {
         "error.type" = Empty,
         reservation_id = Empty,
     );
-    let _ = span.set_parent(otel::extract(req.headers()));
+    otel::set_parent(&span, otel::extract(req.headers()));
     span
 }
 

@@ -45,7 +45,6 @@ pub fn publish_span(e: &OutboxEvent, destination: &str) -> tracing::Span {
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
         target: "outbox",
         parent: None,
@@ -79,7 +78,10 @@ pub fn publish_span(e: &OutboxEvent, destination: &str) -> tracing::Span {
             ))
         });
     if let Some(sc) = parent {
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
+        crate::telemetry::otel::set_parent(
+            &span,
+            opentelemetry::Context::new().with_remote_span_context(sc),
+        );
     }
     span
 }

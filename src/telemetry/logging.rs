@@ -1,8 +1,9 @@
 //! One JSON object a line: `timestamp, level, message, target, trace_id, span_id`, the request's
 //! `reservation_id` where there is one, and the event's own fields.
 //!
-//! `trace_id`/`span_id` are those of the OpenTelemetry span the line was written in (read with
-//! `tracing_opentelemetry::get_otel_context`), so a line and its exported span always agree.
+//! `trace_id`/`span_id` are those of the span the line was written in: its OpenTelemetry span's
+//! when exporting (read with `tracing_opentelemetry::get_otel_context`), so a line and its
+//! exported span always agree; else the ids the `TraceIds` layer gave it.
 //!
 //! Hand-written, as a `tracing-subscriber` event format, because the contract's line shape is not
 //! one the ready-made JSON formatters produce: `tracing-subscriber`'s `Json` puts span data under
@@ -28,6 +29,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::ids::SpanIds;
 use super::otel::Tracing;
 
 pub struct JsonLines;
@@ -129,13 +131,17 @@ where
         line.insert("target".into(), meta.target().into());
         if let Some(scope) = ctx.event_scope() {
             let mut spans = scope.peekable();
-            if let Some(sc) = spans
+            let ids = spans
                 .peek()
-                .zip(DISPATCH.get().and_then(WeakDispatch::upgrade))
-                .and_then(|(span, d)| tracing_opentelemetry::get_otel_context(&span.id(), &d))
-                .map(|cx| cx.span().span_context().clone())
-                .filter(|sc| sc.is_valid())
-            {
+                .and_then(|span| span.extensions().get::<SpanIds>().copied());
+            if let Some(sc) = ids.map(SpanIds::span_context).or_else(|| {
+                spans
+                    .peek()
+                    .zip(DISPATCH.get().and_then(WeakDispatch::upgrade))
+                    .and_then(|(span, d)| tracing_opentelemetry::get_otel_context(&span.id(), &d))
+                    .map(|cx| cx.span().span_context().clone())
+                    .filter(|sc| sc.is_valid())
+            }) {
                 line.insert("trace_id".into(), sc.trace_id().to_string().into());
                 line.insert("span_id".into(), sc.span_id().to_string().into());
             }

@@ -1,5 +1,6 @@
 //! Logs (one JSON object a line), traces (OpenTelemetry over OTLP) and metrics.
 
+pub mod ids;
 pub mod logging;
 pub mod metrics;
 pub mod otel;

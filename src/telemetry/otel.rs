@@ -21,12 +21,14 @@ use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider, SpanProcessor};
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
+
+use super::ids;
 
 /// How long shutdown waits for the last spans to reach the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -64,34 +66,42 @@ fn resource(default_service: &'static str) -> Resource {
 }
 
 impl Tracing {
-    /// The provider for this process. Must run inside a tokio runtime when exporting: the OTLP
-    /// channel's connection task runs on it.
+    /// The provider for this process, installed as the global one. Must run inside a tokio
+    /// runtime when exporting: the OTLP channel's connection task runs on it.
     pub fn new(default_service: &'static str) -> Self {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let exporter = endpoint().and_then(|url| {
+            let built = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(url)
+                .build();
+            built
+                .map_err(|e| eprintln!("reservation-api: OTLP exporter not started: {e}"))
+                .ok()
+        });
+        let tracing = Self::with_processor(
+            default_service,
+            exporter.map(|e| BatchSpanProcessor::builder(e).build()),
+        );
+        opentelemetry::global::set_tracer_provider(tracing.provider.clone());
+        tracing
+    }
+
+    /// A provider whose finished spans go to `processor` (`None`: nothing is exported, and no
+    /// OpenTelemetry span is built at all, see [`Tracing::layer`]); not installed globally.
+    pub fn with_processor(
+        default_service: &'static str,
+        processor: Option<impl SpanProcessor + 'static>,
+    ) -> Self {
         let mut builder = SdkTracerProvider::builder().with_resource(resource(default_service));
-        let mut exporting = false;
-        match endpoint() {
-            Some(url) => {
-                let exporter = opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(url)
-                    .build();
-                match exporter {
-                    Ok(e) => {
-                        builder = builder.with_batch_exporter(e);
-                        exporting = true;
-                    }
-                    Err(e) => eprintln!("reservation-api: OTLP exporter not started: {e}"),
-                }
-            }
-            // Nothing leaves the process: spans only carry ids (for logs and the error envelope),
-            // no attributes are kept for them.
+        let exporting = processor.is_some();
+        match processor {
+            Some(p) => builder = builder.with_span_processor(p),
+            // Never used to build a span (the layer is not installed); always-off in case.
             None => builder = builder.with_sampler(Sampler::AlwaysOff),
         }
-        let provider = builder.build();
-        opentelemetry::global::set_tracer_provider(provider.clone());
         Self {
-            provider,
+            provider: builder.build(),
             exporting,
         }
     }
@@ -110,8 +120,23 @@ impl Tracing {
         }
     }
 
-    /// The `tracing` layer that turns spans into OpenTelemetry spans (events stay logs).
-    pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
+    /// The `tracing` layer for spans (events stay logs). Exporting: `tracing-opentelemetry`, which
+    /// turns spans into OpenTelemetry spans. Not exporting: [`ids::TraceIds`], which only gives
+    /// each span its ids, so no OpenTelemetry span data is built for a sampler to drop.
+    pub fn layer<S>(&self) -> Box<dyn Layer<S> + Send + Sync + 'static>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        // One or the other, boxed: as `Option`s (one `None`) beside each other's per-layer
+        // filter, the spans came out disabled (the test below).
+        if self.exporting {
+            Box::new(self.otel_layer())
+        } else {
+            Box::new(ids::TraceIds.with_filter(our_spans()))
+        }
+    }
+
+    fn otel_layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
     where
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
@@ -128,9 +153,7 @@ impl Tracing {
             // span (`OpenTelemetrySpanExt::context`), whose parent is the `tracing` span tree.
             .with_tracked_inactivity(false)
             .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                m.is_span() && *m.level() <= tracing::Level::INFO
-            }))
+            .with_filter(our_spans())
     }
 
     /// Export what is left, within [`FLUSH_TIMEOUT`]: an unreachable collector never holds up the
@@ -143,6 +166,12 @@ impl Tracing {
         });
         let _ = tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_millis(500), rx).await;
     }
+}
+
+/// The spans that make a trace: ours, at `info` (dependencies' spans are at `debug` and below,
+/// and are not even created unless a log filter asks for them).
+fn our_spans() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|m| m.is_span() && *m.level() <= tracing::Level::INFO)
 }
 
 /// Headers as the propagator's carrier (HTTP headers and gRPC metadata both are `http` headers).
@@ -175,14 +204,26 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
     TraceContextPropagator::new().extract(&Headers(headers))
 }
 
-/// Write `span`'s context as `traceparent` into `headers`.
-pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeadersMut(headers));
+/// Make `span` (a root just created) a child of the caller's span in `parent`: its OpenTelemetry
+/// parent when exporting, its trace id in any case.
+pub fn set_parent(span: &tracing::Span, parent: Context) {
+    ids::adopt_remote(span, parent.span().span_context());
+    let _ = span.set_parent(parent);
 }
 
-/// The OpenTelemetry span context of a `tracing` span (invalid without the layer).
+/// Write `span`'s context as `traceparent` into `headers`.
+pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = Context::new().with_remote_span_context(span_context(span));
+    TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
+}
+
+/// The span context of a `tracing` span: its [`ids::SpanIds`] when nothing is exported, else its
+/// OpenTelemetry span's (invalid outside both layers).
 pub fn span_context(span: &tracing::Span) -> SpanContext {
-    span.context().span().span_context().clone()
+    match ids::of(span) {
+        Some(ids) => ids.span_context(),
+        None => span.context().span().span_context().clone(),
+    }
 }
 
 /// `00-<trace>-<span>-<flags>` of a span context, if valid.
@@ -209,6 +250,94 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Counts the spans the SDK started and ended: a stand-in for an exporter.
+    #[derive(Debug, Default, Clone)]
+    struct Counting(Arc<(AtomicUsize, AtomicUsize)>);
+
+    impl SpanProcessor for Counting {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {
+            self.0 .0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn on_end(&self, _: opentelemetry_sdk::trace::SpanData) {
+            self.0 .1.fetch_add(1, Ordering::SeqCst);
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    /// A request's span tree as the service makes it (HTTP server span with the caller's
+    /// `traceparent`, a use-case span, a client span and the peer's server span), under
+    /// `tracing`; answers how many of its spans had OpenTelemetry span data, the trace id
+    /// its innermost span reports, and the `traceparent` injected from there.
+    fn request(tracing: &Tracing, traceparent: Option<&str>) -> (usize, String, String) {
+        let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let mut headers = http::HeaderMap::new();
+            if let Some(tp) = traceparent {
+                headers.insert("traceparent", tp.parse().unwrap());
+            }
+            let http_span = tracing::info_span!("HTTP request");
+            set_parent(&http_span, extract(&headers));
+            let spans = http_span.in_scope(|| {
+                let case = tracing::info_span!("create");
+                let client = case.in_scope(|| tracing::info_span!("grpc client"));
+                let server = client.in_scope(|| tracing::info_span!("grpc server"));
+                vec![http_span.clone(), case, client, server]
+            });
+            let built = tracing::dispatcher::get_default(|d| {
+                spans
+                    .iter()
+                    .filter(|s| {
+                        tracing_opentelemetry::get_otel_context(&s.id().unwrap(), d).is_some()
+                    })
+                    .count()
+            });
+            let innermost = spans.last().unwrap();
+            let trace = span_context(innermost).trace_id().to_string();
+            let mut out = http::HeaderMap::new();
+            inject(innermost, &mut out);
+            let injected = out["traceparent"].to_str().unwrap().to_owned();
+            (built, trace, injected)
+        })
+    }
+
+    #[test]
+    fn with_no_exporter_no_opentelemetry_span_is_built_yet_every_span_has_the_requests_trace_id() {
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+        // An exporter (a counting processor) with a sampled caller: four spans built, four
+        // exported, all in the caller's trace. This is what the assertions below would see if
+        // the unexported path still built span data.
+        let counting = Counting::default();
+        let exporting = Tracing::with_processor("test", Some(counting.clone()));
+        let (built, trace, injected) = request(&exporting, Some(sampled));
+        assert_eq!(built, 4);
+        assert_eq!(counting.0 .0.load(Ordering::SeqCst), 4, "spans started");
+        assert_eq!(counting.0 .1.load(Ordering::SeqCst), 4, "spans exported");
+        assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(injected.ends_with("-01"), "{injected}");
+
+        // No exporter: nothing built, with or without a caller's trace; ids all the same.
+        let quiet = Tracing::with_processor("test", None::<Counting>);
+        let (built, trace, injected) = request(&quiet, Some(sampled));
+        assert_eq!(built, 0, "no OpenTelemetry span data without an exporter");
+        assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(injected.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(injected.ends_with("-00"), "nothing is recorded: {injected}");
+        let (built, trace, injected) = request(&quiet, None);
+        assert_eq!(built, 0);
+        assert_eq!(trace.len(), 32);
+        assert_ne!(trace, "00000000000000000000000000000000");
+        assert_eq!(injected, format!("00-{trace}-{}-00", &injected[36..52]));
+    }
 
     #[test]
     fn traceparent_round_trips_and_invalid_ones_are_ignored() {
