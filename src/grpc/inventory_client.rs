@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 use tower::ServiceExt;
-use tracing::Instrument;
 
 use super::convert::timestamp;
 use super::inventory_server::InventoryGrpc;
-use super::local::{record_server_code, server_span};
+use super::local::serve_in_process;
 use super::proto::reservation::v1::inventory_service_client::InventoryServiceClient;
 use super::proto::reservation::v1::inventory_service_server::InventoryService;
 use super::proto::reservation::v1::*;
@@ -72,6 +71,51 @@ enum Peer {
     InProcess(Arc<InventoryGrpc>),
 }
 
+/// One RPC of `call` on `$peer`: a tonic client (`&mut self` methods) or the bundled server's
+/// `InventoryService` handlers (`&self`), which take and answer the same messages.
+macro_rules! each_rpc {
+    ($peer:ident, $call:ident, $left:ident) => {
+        Ok(match $call.rpc.clone() {
+            InventoryRpc::Check(m) => InventoryReply::Check(
+                $peer
+                    .check_availability($call.request(m, $left))
+                    .await?
+                    .into_inner(),
+            ),
+            InventoryRpc::Reserve(m) => InventoryReply::Reserve(
+                $peer
+                    .reserve_seat($call.request(m, $left))
+                    .await?
+                    .into_inner(),
+            ),
+            InventoryRpc::Commit(m) => InventoryReply::Commit(
+                $peer
+                    .commit_reservation($call.request(m, $left))
+                    .await?
+                    .into_inner(),
+            ),
+            InventoryRpc::Release(m) => InventoryReply::Release(
+                $peer
+                    .release_hold($call.request(m, $left))
+                    .await?
+                    .into_inner(),
+            ),
+            InventoryRpc::Status(m) => InventoryReply::Status(Box::new(
+                $peer
+                    .get_inventory_status($call.request(m, $left))
+                    .await?
+                    .into_inner(),
+            )),
+            InventoryRpc::ListSeats(m) => InventoryReply::ListSeats(
+                $peer
+                    .list_seats($call.request(m, $left))
+                    .await?
+                    .into_inner(),
+            ),
+        })
+    };
+}
+
 impl Peer {
     async fn attempt(
         self,
@@ -79,105 +123,12 @@ impl Peer {
         left: Duration,
     ) -> Result<InventoryReply, Status> {
         match self {
-            Self::Remote(client) => remote(client, call, left).await,
+            Self::Remote(mut client) => each_rpc!(client, call, left),
             Self::InProcess(server) => {
-                let span = server_span(call.method);
-                let reply = in_process(&server, call, left)
-                    .instrument(span.clone())
-                    .await;
-                record_server_code(
-                    &span,
-                    reply.as_ref().map_or_else(|s| s.code(), |_| Code::Ok),
-                );
-                reply
+                serve_in_process(call.method, async { each_rpc!(server, call, left) }).await
             }
         }
     }
-}
-
-async fn remote(
-    mut client: InventoryServiceClient<Channel>,
-    call: Call<InventoryRpc>,
-    left: Duration,
-) -> Result<InventoryReply, Status> {
-    Ok(match call.rpc.clone() {
-        InventoryRpc::Check(m) => InventoryReply::Check(
-            client
-                .check_availability(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Reserve(m) => InventoryReply::Reserve(
-            client
-                .reserve_seat(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Commit(m) => InventoryReply::Commit(
-            client
-                .commit_reservation(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Release(m) => InventoryReply::Release(
-            client
-                .release_hold(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Status(m) => InventoryReply::Status(Box::new(
-            client
-                .get_inventory_status(call.request(m, left))
-                .await?
-                .into_inner(),
-        )),
-        InventoryRpc::ListSeats(m) => {
-            InventoryReply::ListSeats(client.list_seats(call.request(m, left)).await?.into_inner())
-        }
-    })
-}
-
-/// The same handlers a gRPC server runs, called with the request a channel would have carried.
-async fn in_process(
-    server: &InventoryGrpc,
-    call: Call<InventoryRpc>,
-    left: Duration,
-) -> Result<InventoryReply, Status> {
-    Ok(match call.rpc.clone() {
-        InventoryRpc::Check(m) => InventoryReply::Check(
-            server
-                .check_availability(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Reserve(m) => InventoryReply::Reserve(
-            server
-                .reserve_seat(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Commit(m) => InventoryReply::Commit(
-            server
-                .commit_reservation(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Release(m) => InventoryReply::Release(
-            server
-                .release_hold(call.request(m, left))
-                .await?
-                .into_inner(),
-        ),
-        InventoryRpc::Status(m) => InventoryReply::Status(Box::new(
-            server
-                .get_inventory_status(call.request(m, left))
-                .await?
-                .into_inner(),
-        )),
-        InventoryRpc::ListSeats(m) => {
-            InventoryReply::ListSeats(server.list_seats(call.request(m, left)).await?.into_inner())
-        }
-    })
 }
 
 impl GrpcInventory {

@@ -79,7 +79,7 @@ fn server_error(code: tonic::Code) -> bool {
 /// The server span of one call of `method` (`package.Service/Method`), in gRPC's semantic
 /// conventions: a child of the current span (an in-process call) unless a parent is set from the
 /// caller's `traceparent` (a call over the network).
-pub fn server_span(method: &str) -> tracing::Span {
+fn server_span(method: &str) -> tracing::Span {
     let (service, name) = method.split_once('/').unwrap_or(("", method));
     tracing::info_span!(
         target: "grpc",
@@ -94,8 +94,23 @@ pub fn server_span(method: &str) -> tracing::Span {
     )
 }
 
+/// `handler` (a bundled server's handler called in process) in the server span of `method`, as
+/// the [`ServerSpan`] layer puts it when the call comes over the network.
+pub async fn serve_in_process<T>(
+    method: &str,
+    handler: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let span = server_span(method);
+    let reply = handler.instrument(span.clone()).await;
+    let code = reply
+        .as_ref()
+        .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
+    record_server_code(&span, code);
+    reply
+}
+
 /// A server span's answer: its gRPC status code, and ERROR when the code means the server failed.
-pub fn record_server_code(span: &tracing::Span, code: tonic::Code) {
+fn record_server_code(span: &tracing::Span, code: tonic::Code) {
     span.record("rpc.grpc.status_code", code as i64);
     if server_error(code) {
         span.record("otel.status_code", "ERROR");

@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 use tower::ServiceExt;
-use tracing::Instrument;
 
 use super::convert::error_code;
-use super::local::{record_server_code, server_span};
+use super::local::serve_in_process;
 use super::payment_server::PaymentGrpc;
 use super::proto::common::v1::ErrorCode;
 use super::proto::payment::v1::payment_service_client::PaymentServiceClient;
@@ -124,17 +123,10 @@ impl Peer {
         match self {
             Self::Remote(mut client) => Ok(client.get_payment_status(req).await?.into_inner()),
             Self::InProcess(server) => {
-                let span = server_span(call.method);
-                let reply = server
-                    .get_payment_status(req)
-                    .instrument(span.clone())
-                    .await
-                    .map(tonic::Response::into_inner);
-                record_server_code(
-                    &span,
-                    reply.as_ref().map_or_else(|s| s.code(), |_| Code::Ok),
-                );
-                reply
+                serve_in_process(call.method, async {
+                    Ok(server.get_payment_status(req).await?.into_inner())
+                })
+                .await
             }
         }
     }

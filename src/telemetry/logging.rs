@@ -131,17 +131,15 @@ where
         line.insert("target".into(), meta.target().into());
         if let Some(scope) = ctx.event_scope() {
             let mut spans = scope.peekable();
-            let ids = spans
-                .peek()
-                .and_then(|span| span.extensions().get::<SpanIds>().copied());
-            if let Some(sc) = ids.map(SpanIds::span_context).or_else(|| {
-                spans
-                    .peek()
-                    .zip(DISPATCH.get().and_then(WeakDispatch::upgrade))
-                    .and_then(|(span, d)| tracing_opentelemetry::get_otel_context(&span.id(), &d))
-                    .map(|cx| cx.span().span_context().clone())
-                    .filter(|sc| sc.is_valid())
-            }) {
+            let ids = spans.peek().and_then(|span| {
+                let own = span.extensions().get::<SpanIds>().map(|i| i.span_context());
+                own.or_else(|| {
+                    let d = DISPATCH.get()?.upgrade()?;
+                    let cx = tracing_opentelemetry::get_otel_context(&span.id(), &d)?;
+                    Some(cx.span().span_context().clone()).filter(|sc| sc.is_valid())
+                })
+            });
+            if let Some(sc) = ids {
                 line.insert("trace_id".into(), sc.trace_id().to_string().into());
                 line.insert("span_id".into(), sc.span_id().to_string().into());
             }

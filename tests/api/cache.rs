@@ -179,15 +179,7 @@ pub async fn api(redis: Option<&str>, store: Arc<dyn Store>, peers: Option<&Test
 
 /// The sum of `cache_requests_total` over the series whose labels contain every one of `labels`.
 pub async fn cache_count(app: &TestApp, labels: &[&str]) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/actuator/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.prometheus().await;
     text.lines()
         .filter(|l| l.starts_with("cache_requests_total{"))
         .filter(|l| labels.iter().all(|want| l.contains(want)))

@@ -30,15 +30,7 @@ async fn stats(endpoint: &str, event: &str) -> InventoryStats {
 
 /// The client metrics' samples for `method` (`grpc_client_duration_seconds_count{…}`), by code.
 async fn client_calls(app: &TestApp, method: &str) -> Vec<String> {
-    let text = app
-        .client
-        .get(app.url("/actuator/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.prometheus().await;
     text.lines()
         .filter(|l| l.starts_with("grpc_client_duration_seconds_count{"))
         .filter(|l| l.contains(&format!("method=\"{method}\"")))

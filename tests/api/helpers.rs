@@ -182,6 +182,18 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// The metrics exposition text (`GET /actuator/prometheus`).
+    pub async fn prometheus(&self) -> String {
+        self.client
+            .get(self.url("/actuator/prometheus"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn create(&self, user: &str, key: &str, body: &Value) -> Response {
         self.client
             .post(self.url("/v1/reservations"))

@@ -206,15 +206,7 @@ async fn every_metric_in_the_alerts_and_the_dashboard_is_exported_after_a_worklo
     // The relay publishes the events within its poll interval.
     let until = Instant::now() + Duration::from_secs(10);
     let missing = loop {
-        let text = app
-            .client
-            .get(app.url("/actuator/prometheus"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.prometheus().await;
         let exported: BTreeSet<String> = samples(&text)
             .iter()
             .map(|s| family(&s.name).to_owned())

@@ -49,15 +49,7 @@ async fn finished_reservations_their_events_and_keys_leave_the_embedded_store() 
     let id = live["reservation_id"].as_str().unwrap();
     let now: serde_json::Value = app.get("u1", id).await.json().await.unwrap();
     assert_eq!(now["status"], "HOLD");
-    let text = app
-        .client
-        .get(app.url("/actuator/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.prometheus().await;
     assert!(
         text.contains("store_items{kind=\"reservations\"}"),
         "{text}"
