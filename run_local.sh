@@ -10,6 +10,8 @@
 #   ./run_local.sh soak    the embedded store's memory over rounds of create+cancel (scripts/soak.sh)
 #   ./run_local.sh bench-http  the service's GET/create/confirm throughput as ratios to an axum
 #                          hello-world, CPU per request, RSS, shutdown time (scripts/bench_http.py)
+#   ./run_local.sh bench-rush [embedded|dynamodb]  an open-loop on-sale rush of one 50,000-seat
+#                          event: P50/P95/P99 per step, errors, every seat audited (scripts/bench_rush.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,7 +26,7 @@ cmd_run() {
 }
 
 # Test peers live in a project-local virtual environment (.venv, ignored by git).
-cmd_setup() {
+setup_moto() {
   if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     python3 -m venv .venv
@@ -33,6 +35,10 @@ cmd_setup() {
     log "installing moto[server] into .venv"
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'moto[server]>=5.1,<6'
   fi
+}
+
+cmd_setup() {
+  setup_moto
   if [ ! -x .venv/bin/schemathesis ]; then
     log "installing schemathesis into .venv"
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/pip install -q 'schemathesis>=4.32,<5'
@@ -243,6 +249,24 @@ cmd_bench_http() {
   python3 scripts/bench_http.py
 }
 
+# The on-sale rush of one 50,000-seat event, open-loop (scripts/bench_rush.py, examples/rush.rs):
+# `bench-rush` runs it on the embedded default and on moto (two APIs, two inventories);
+# `bench-rush embedded` or `bench-rush dynamodb` one of them. A measurement, not a test.
+cmd_bench_rush() {
+  shift || true
+  local runs=("$@")
+  [ ${#runs[@]} -gt 0 ] || runs=(embedded dynamodb)
+  ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  log "release build of the service and the rush generator"
+  cargo build --release --locked --bin reservation-api --example rush
+  if printf '%s\n' "${runs[@]}" | grep -qx dynamodb; then
+    setup_moto
+    start_moto
+  fi
+  python3 scripts/bench_rush.py "${runs[@]}"
+  stop_moto
+}
+
 case "${1:-}" in
   build) cmd_build ;;
   run) cmd_run ;;
@@ -253,8 +277,9 @@ case "${1:-}" in
   bench-outbox) cmd_bench_outbox ;;
   soak) scripts/soak.sh ;;
   bench-http) cmd_bench_http ;;
+  bench-rush) cmd_bench_rush "$@" ;;
   *)
-    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox|soak|bench-http}" >&2
+    echo "usage: $0 {run|test|build|setup|lint|bench|bench-outbox|soak|bench-http|bench-rush}" >&2
     exit 2
     ;;
 esac

@@ -92,7 +92,7 @@ def catalogue(path, seats):
         per_row = in_section // rows
         sections.append({
             "id": f"S{n}", "name": f"Section {n}", "price": 50000,
-            "rows": [f"R{r}" for r in range(rows)], "seats_per_row": per_row,
+            "rows": [f"S{n}R{r}" for r in range(rows)], "seats_per_row": per_row,
         })
         left -= rows * per_row
         n += 1

@@ -19,10 +19,14 @@ server never shows, so nothing is ever freed: every transaction's backup copy of
 about 0.5 MB per 100-item transaction on a 500-item table. Over a whole test run moto grew to
 several GB, and its garbage collector, walking all of it, stalled requests for seconds late in
 the run (the outbox outage test, the last to run, then missed its window).
+
+`GET /_serial/counts` answers the requests served so far by operation (`X-Amz-Target`) as JSON,
+for the benchmarks' store requests per operation (`./run_local.sh bench-rush`).
 """
 
 import argparse
 import copy
+import json
 import os
 import signal
 import sys
@@ -122,9 +126,20 @@ def main() -> None:
 
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
+    # Requests by operation (`X-Amz-Target`, e.g. DynamoDB_20120810.TransactWriteItems), for the
+    # benchmarks' store requests per operation: GET /_serial/counts answers them as JSON.
+    counts = {}
 
     def serial(environ, start_response):
+        if environ.get("PATH_INFO") == "/_serial/counts":
+            with lock:
+                body = json.dumps(counts).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        target = environ.get("HTTP_X_AMZ_TARGET") or environ.get("REQUEST_METHOD", "?")
         with lock:
+            counts[target] = counts.get(target, 0) + 1
             # Materialise the body inside the lock: the whole operation happens under it.
             return list(app(environ, start_response))
 

@@ -47,6 +47,21 @@ impl Catalog {
                     e.id
                 ));
             }
+            // A seat id is `{row}-{number}` across the whole event: two rows with one label
+            // would make two seats answer to each id (the seat map would show both, a buyer
+            // could pick only one of them).
+            let mut labels = std::collections::HashSet::new();
+            if let Some(row) = e
+                .sections
+                .iter()
+                .flat_map(|s| &s.rows)
+                .find(|r| !labels.insert(r.as_str()))
+            {
+                return Err(format!(
+                    "catalogue: event {} names row {row} more than once (row labels are unique per event)",
+                    e.id
+                ));
+            }
         }
         Ok(c)
     }
@@ -88,6 +103,20 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_label_used_twice_in_an_event_is_refused() {
+        let json = |second: &str| {
+            format!(
+                r#"{{"events":[{{"id":"e","name":"E","sections":[
+                {{"id":"A","name":"A","price":1,"rows":["R1","R2"],"seats_per_row":2}},
+                {{"id":"B","name":"B","price":1,"rows":["{second}"],"seats_per_row":2}}]}}]}}"#
+            )
+        };
+        let err = Catalog::parse(&json("R1")).unwrap_err();
+        assert!(err.contains("names row R1 more than once"), "{err}");
+        assert!(Catalog::parse(&json("R3")).is_ok());
+    }
 
     #[test]
     fn the_bundled_catalogue_has_the_seed_event() {

@@ -75,7 +75,7 @@ impl Hall {
         for (si, s) in spec.sections.iter().enumerate() {
             for label in &s.rows {
                 let label: Box<str> = label.as_str().into();
-                // A label named twice: the later row answers to it, as in the DynamoDB engine.
+                // Labels are unique per event (`Catalog::parse` refuses a repeat).
                 row_index.insert(label.clone(), rows.len() as u32);
                 rows.push(HallRow {
                     label,
