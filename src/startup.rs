@@ -369,7 +369,7 @@ impl Application {
             request_timeout: config.http.request_timeout,
             jwks: deps.jwks,
             admission: deps.admission,
-            peers: deps.peers,
+            peers: deps.peers.into(),
             limits: Arc::new(RateLimits::new(&config.rate_limits)),
             tasks: BackgroundTasks::new(),
         };

@@ -47,7 +47,8 @@ pub struct AppState {
     /// The whole request's deadline (`HTTP_REQUEST_TIMEOUT_MS`).
     pub request_timeout: std::time::Duration,
     /// The inventory and payment servers' health checks (readiness: `inventory`, `payment`).
-    pub peers: Vec<Arc<crate::grpc::health::PeerHealth>>,
+    /// Shared, not a `Vec`: the state is cloned for every request that extracts it.
+    pub peers: Arc<[Arc<crate::grpc::health::PeerHealth>]>,
     /// The background tasks, watched (readiness: `backgroundTasks`).
     pub tasks: Arc<crate::tasks::BackgroundTasks>,
 }
